@@ -1,0 +1,248 @@
+//! Command-line flags to a validated [`Config`]; no I/O beyond reading
+//! `--banner-file`.
+//!
+//! Flag names and defaults are the user-visible contract (shared/CONTRACT.md):
+//! scripts depend on them, so they only ever gain aliases, never lose names.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::addr::Endpoint;
+use crate::framing::HEADER_LEN;
+
+/// What a TCP connection does with the bytes it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Every byte back, in order (RFC 862).
+    Echo,
+    /// The seeds' 10-byte length-header frames, each echoed verbatim.
+    Framed,
+}
+
+/// The daemon's flags as typed by the user (clap's view).
+#[derive(Debug, Parser)]
+#[command(
+    name = "echod",
+    version,
+    about = "An echo daemon: TCP, unix-socket and UDP echo on one mio poll loop per worker",
+    after_help = "Logs go to stderr; set RUST_LOG (default: info). Exit codes: 0 clean shutdown, \
+                  1 runtime failure (e.g. address in use), 2 bad flag or address."
+)]
+pub struct Args {
+    /// TCP address to listen on: host:port, [v6]:port or unix:/path (repeatable; port 0 = any free port).
+    #[arg(
+        short,
+        long = "listen",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:12345"
+    )]
+    pub listen: Vec<Endpoint>,
+
+    /// Also echo UDP datagrams on this address (repeatable).
+    #[arg(short, long = "udp", value_name = "ADDR")]
+    pub udp: Vec<Endpoint>,
+
+    /// echo: every byte back; framed: the seeds' 10-byte length-header messages.
+    #[arg(long, value_enum, default_value = "echo")]
+    pub mode: Mode,
+
+    /// Text sent first on every TCP connection (one frame in framed mode).
+    #[arg(long, value_name = "TEXT", conflicts_with = "banner_file")]
+    pub banner: Option<String>,
+
+    /// File whose bytes are sent first on every TCP connection (one frame in framed mode).
+    #[arg(long, value_name = "PATH")]
+    pub banner_file: Option<PathBuf>,
+
+    /// One exchange per connection: send the banner and close, or echo the first message and close.
+    #[arg(long)]
+    pub once: bool,
+
+    /// Connections per worker; beyond it a new connection is accepted and closed at once.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Outbound bytes queued per connection before it stops being read (e.g. 1048576, 64KiB, 1MiB).
+    #[arg(long, value_name = "BYTES", default_value = "1MiB", value_parser = parse_size)]
+    pub queue_limit: u64,
+
+    /// Framed mode: largest payload a header may announce.
+    #[arg(long, value_name = "BYTES", default_value = "16MiB", value_parser = parse_size)]
+    pub max_frame: u64,
+
+    /// Close a connection when no byte moved either way for this long (0 = never).
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = parse_seconds)]
+    pub idle_timeout: Duration,
+
+    /// On SIGINT/SIGTERM, flush queues for at most this long before exiting.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
+    pub shutdown_timeout: Duration,
+
+    /// Independent single-threaded loops, each with its own SO_REUSEPORT sockets.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: u16,
+}
+
+/// Everything a worker needs, validated. Shared read-only between workers.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Vec<Endpoint>,
+    pub udp: Vec<Endpoint>,
+    pub mode: Mode,
+    /// Bytes sent first on every TCP connection, already framed in framed mode.
+    pub banner: Option<Arc<[u8]>>,
+    pub once: bool,
+    pub max_connections: usize,
+    /// Reading stops while more than this many bytes are queued (>= 1).
+    pub queue_limit: usize,
+    pub max_frame: u64,
+    /// `None` when idle connections are never closed.
+    pub idle_timeout: Option<Duration>,
+    pub shutdown_timeout: Duration,
+    pub workers: usize,
+}
+
+/// A flag combination that parses but makes no sense, or an unreadable banner file.
+#[derive(Debug)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Validates parsed flags and loads the banner.
+    pub fn from_args(args: Args) -> Result<Config, ConfigError> {
+        let banner_bytes: Option<Vec<u8>> = match (&args.banner, &args.banner_file) {
+            (Some(text), _) => Some(text.clone().into_bytes()),
+            (None, Some(path)) => Some(std::fs::read(path).map_err(|e| {
+                ConfigError(format!("cannot read --banner-file {}: {e}", path.display()))
+            })?),
+            (None, None) => None,
+        };
+        let banner = match (banner_bytes, args.mode) {
+            (Some(bytes), Mode::Framed) => {
+                if bytes.len() as u64 > args.max_frame {
+                    return Err(ConfigError(format!(
+                        "the banner ({} bytes) is larger than --max-frame ({})",
+                        bytes.len(),
+                        args.max_frame
+                    )));
+                }
+                let mut framed =
+                    format!("{:<width$}", bytes.len(), width = HEADER_LEN).into_bytes();
+                framed.extend_from_slice(&bytes);
+                Some(framed.into())
+            }
+            (Some(bytes), Mode::Echo) => Some(bytes.into()),
+            (None, _) => None,
+        };
+        if args.max_frame > 9_999_999_999 {
+            return Err(ConfigError(
+                "--max-frame cannot exceed 9999999999 (ten decimal digits)".into(),
+            ));
+        }
+        let queue_limit = usize::try_from(args.queue_limit)
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| ConfigError("--queue-limit must be at least 1 byte".into()))?;
+        Ok(Config {
+            listen: args.listen,
+            udp: args.udp,
+            mode: args.mode,
+            banner,
+            once: args.once,
+            max_connections: args.max_connections as usize,
+            queue_limit,
+            max_frame: args.max_frame,
+            idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
+            shutdown_timeout: args.shutdown_timeout,
+            workers: usize::from(args.workers),
+        })
+    }
+}
+
+/// Parses `1048576`, `64K`, `64KiB`, `1M`, `1MiB`, `1G` (binary multiples).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size (e.g. 65536, 64KiB, 1MiB)"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("'{text}': unknown size unit (use K, M or G)")),
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+/// Parses seconds, fractional allowed (`0.5`, `5`), at most one day.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("'{text}' must be between 0 and 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_accept_binary_units() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert!(parse_size("12parsecs").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn seconds_accept_fractions_and_refuse_nonsense() {
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_seconds("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("NaN").is_err());
+        assert!(parse_seconds("1e10").is_err());
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let config = Config::from_args(Args::parse_from(["echod"])).unwrap();
+        assert_eq!(config.listen, vec!["127.0.0.1:12345".parse().unwrap()]);
+        assert_eq!(config.mode, Mode::Echo);
+        assert_eq!(config.max_connections, 10_000);
+        assert_eq!(config.queue_limit, 1 << 20);
+        assert_eq!(config.max_frame, 16 << 20);
+        assert_eq!(config.idle_timeout, None);
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(5));
+        assert_eq!(config.workers, 1);
+    }
+
+    #[test]
+    fn framed_banner_is_one_frame() {
+        let args = Args::parse_from(["echod", "--mode", "framed", "--banner", "hello"]);
+        let config = Config::from_args(args).unwrap();
+        assert_eq!(&config.banner.unwrap()[..], b"5         hello");
+    }
+}

@@ -1,0 +1,464 @@
+//! One TCP or unix connection: its readiness, its outbound queue, and the
+//! state machine that decides what happens to the bytes.
+//!
+//! Readiness is kept here, in user space (sozu's habit), because mio is
+//! edge-triggered: an event says "something changed", and the connection
+//! remembers `readable`/`writable` until a read or write proves otherwise.
+//! Only [`Connection::set_phase`] changes the phase.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+use mio::event::Event;
+
+use super::listener::{Peer, Stream};
+use super::Shared;
+use crate::config::Mode;
+use crate::framing::FrameDecoder;
+use crate::queue::OutQueue;
+use crate::stats::CloseReason;
+
+/// Bytes read from one connection per loop turn before the others are served
+/// (redis caps writes at 64 KiB per event for the same reason). Four reads of
+/// the 64 KiB loop buffer.
+pub const READ_BUDGET: usize = 256 * 1024;
+
+/// How long a connection we are ending may go without progress (no byte
+/// written to the peer) before it is closed regardless.
+pub const DRAIN_LINGER: Duration = Duration::from_secs(2);
+
+/// Where a connection is in its life. Only `Connection::set_phase` changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading and echoing; reading pauses while the queue is over the limit.
+    Open,
+    /// Peer sent FIN: echo what is owed, then close.
+    PeerClosed,
+    /// We are ending it: flush what is owed, half-close, discard input until
+    /// EOF or `until`. `peer_eof` once the peer's FIN has been read.
+    Draining {
+        reason: CloseReason,
+        until: Instant,
+        write_shut: bool,
+        peer_eof: bool,
+    },
+    /// Done; removed from the slab after this event batch.
+    Closed(CloseReason),
+}
+
+/// What the loop should do with a connection after driving it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing to do until the next event.
+    Wait,
+    /// Still readable after its budget: serve again before the next blocking poll.
+    Again,
+    /// Closed: reap after the batch.
+    Reap(CloseReason),
+}
+
+/// A connection's whole state. Small on purpose: an idle one costs this
+/// struct plus its slab slot, and no buffer (see docs/ARCHITECTURE.md).
+#[derive(Debug)]
+pub struct Connection {
+    stream: Stream,
+    peer: Peer,
+    queue: OutQueue,
+    phase: Phase,
+    /// Framed mode's decoder; `None` in echo mode.
+    decoder: Option<FrameDecoder>,
+    /// Last moment a byte moved either way (for `--idle-timeout`).
+    last_active: Instant,
+    readable: bool,
+    writable: bool,
+    /// The kernel reported the peer's FIN/HUP: keep reading to EOF even after
+    /// a short read (the edge for it has already been delivered).
+    read_closed: bool,
+    /// Over `--queue-limit`: not read until the queue drains to half of it.
+    paused: bool,
+}
+
+impl Connection {
+    /// A new connection, optimistically writable (a fresh socket is).
+    pub fn new(stream: Stream, peer: Peer, mode: Mode, max_frame: u64, now: Instant) -> Self {
+        Connection {
+            stream,
+            peer,
+            queue: OutQueue::new(),
+            phase: Phase::Open,
+            decoder: (mode == Mode::Framed).then(|| FrameDecoder::new(max_frame)),
+            last_active: now,
+            readable: false,
+            writable: true,
+            read_closed: false,
+            paused: false,
+        }
+    }
+
+    /// The socket, for registration with the poll.
+    pub fn stream_mut(&mut self) -> &mut Stream {
+        &mut self.stream
+    }
+
+    /// Who is on the other end.
+    pub fn peer(&self) -> Peer {
+        self.peer
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Whether the connection is being ended by us (needs deadline checks).
+    pub fn is_draining(&self) -> bool {
+        matches!(self.phase, Phase::Draining { .. })
+    }
+
+    /// When the last byte moved either way.
+    pub fn last_active(&self) -> Instant {
+        self.last_active
+    }
+
+    /// Records what an event says about the socket's readiness.
+    pub fn on_event(&mut self, event: &Event) {
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.readable = true;
+        }
+        if event.is_read_closed() {
+            self.read_closed = true;
+        }
+        if event.is_writable() || event.is_write_closed() || event.is_error() {
+            self.writable = true;
+        }
+    }
+
+    /// The one place the phase changes.
+    fn set_phase(&mut self, phase: Phase) {
+        debug_assert!(
+            !matches!(self.phase, Phase::Closed(_)),
+            "a closed connection does not come back"
+        );
+        self.phase = phase;
+    }
+
+    /// Starts ending the connection for `reason`: what is owed is still
+    /// flushed, then we half-close and discard input until EOF or `until`.
+    pub fn begin_draining(&mut self, reason: CloseReason, until: Instant) {
+        match self.phase {
+            Phase::Open | Phase::PeerClosed => {
+                let peer_eof = self.phase == Phase::PeerClosed;
+                self.set_phase(Phase::Draining {
+                    reason,
+                    until,
+                    write_shut: false,
+                    peer_eof,
+                });
+            }
+            Phase::Draining {
+                reason: old,
+                until: old_until,
+                write_shut,
+                peer_eof,
+            } if until < old_until => {
+                // Shutdown may shorten an idle/once drain, never lengthen it.
+                let _ = old;
+                self.set_phase(Phase::Draining {
+                    reason,
+                    until,
+                    write_shut,
+                    peer_eof,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Closes at once (deadline passed); the socket is dropped when reaped.
+    pub fn force_close(&mut self, reason: CloseReason) {
+        if !matches!(self.phase, Phase::Closed(_)) {
+            self.set_phase(Phase::Closed(reason));
+        }
+    }
+
+    /// Queues `bytes` to be sent before anything the peer sends is echoed.
+    pub fn send_banner(&mut self, bytes: &[u8], shared: &mut Shared) -> Next {
+        if let Err(e) = self.send(&[bytes], shared) {
+            return self.fail(e);
+        }
+        Next::Wait
+    }
+
+    /// Does everything the connection can do now: flush, read, echo, change
+    /// phase. Called after an event, from the ready list, and by timers.
+    pub fn drive(&mut self, shared: &mut Shared) -> Next {
+        let mut budget = READ_BUDGET;
+        loop {
+            if let Err(e) = self.flush(shared) {
+                return self.fail(e);
+            }
+            match self.phase {
+                Phase::Closed(reason) => return Next::Reap(reason),
+                Phase::PeerClosed if self.queue.is_empty() => {
+                    self.set_phase(Phase::Closed(CloseReason::PeerClosed));
+                    return Next::Reap(CloseReason::PeerClosed);
+                }
+                Phase::Draining {
+                    reason,
+                    until,
+                    write_shut: false,
+                    peer_eof,
+                } if self.queue.is_empty() => {
+                    if peer_eof {
+                        self.set_phase(Phase::Closed(reason));
+                        return Next::Reap(reason);
+                    }
+                    // Owed bytes are out: FIN, then drain input so our close
+                    // does not turn into a reset that wipes the last echoes.
+                    if self.stream.shutdown_write().is_err() {
+                        self.set_phase(Phase::Closed(reason));
+                        return Next::Reap(reason);
+                    }
+                    self.set_phase(Phase::Draining {
+                        reason,
+                        until,
+                        write_shut: true,
+                        peer_eof,
+                    });
+                }
+                Phase::Draining {
+                    reason,
+                    write_shut: true,
+                    peer_eof: true,
+                    ..
+                } => {
+                    self.set_phase(Phase::Closed(reason));
+                    return Next::Reap(reason);
+                }
+                _ => {}
+            }
+            if self.paused && self.queue.len() <= shared.queue_limit / 2 {
+                self.paused = false;
+            }
+            let wants_input = matches!(
+                self.phase,
+                Phase::Open
+                    | Phase::Draining {
+                        peer_eof: false,
+                        ..
+                    }
+            );
+            if !wants_input || !self.readable || self.paused {
+                return Next::Wait;
+            }
+            if budget == 0 {
+                return Next::Again;
+            }
+            match self.read_once(shared) {
+                Ok(n) => budget = budget.saturating_sub(n.max(1)),
+                Err(e) => return self.fail(e),
+            }
+        }
+    }
+
+    /// One read into the loop's shared buffer, and what follows from it.
+    /// Returns the bytes read.
+    fn read_once(&mut self, shared: &mut Shared) -> io::Result<usize> {
+        let mut buf = std::mem::take(&mut shared.read_buf);
+        let result = self.stream.read(&mut buf);
+        let outcome = match result {
+            Ok(0) => {
+                self.readable = false;
+                self.on_eof();
+                Ok(0)
+            }
+            Ok(n) => {
+                shared.stats.bytes_in += n as u64;
+                self.last_active = shared.now;
+                if n < buf.len() && !self.read_closed {
+                    // Short read: the socket is drained; edge-triggered epoll
+                    // reports new data, so the read that would only say
+                    // WouldBlock is skipped.
+                    self.readable = false;
+                }
+                self.on_input(&buf[..n], shared).map(|()| n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.readable = false;
+                Ok(0)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+            Err(e) => Err(e),
+        };
+        shared.read_buf = buf;
+        outcome
+    }
+
+    fn on_eof(&mut self) {
+        match self.phase {
+            Phase::Open => {
+                if let Some(d) = &self.decoder {
+                    if !d.at_boundary() {
+                        debug!("{}: peer closed in the middle of a frame", self.peer);
+                    }
+                }
+                self.set_phase(Phase::PeerClosed);
+            }
+            Phase::Draining {
+                reason,
+                until,
+                write_shut,
+                ..
+            } => self.set_phase(Phase::Draining {
+                reason,
+                until,
+                write_shut,
+                peer_eof: true,
+            }),
+            _ => {}
+        }
+    }
+
+    /// What the bytes just read mean in the current phase and mode.
+    fn on_input(&mut self, input: &[u8], shared: &mut Shared) -> io::Result<()> {
+        if self.phase != Phase::Open {
+            return Ok(()); // draining: input after our decision is discarded
+        }
+        let once = shared.once;
+        match self.decoder.as_mut() {
+            None => {
+                self.send(&[input], shared)?;
+                if once {
+                    let until = shared.now + DRAIN_LINGER;
+                    self.begin_draining(CloseReason::Once, until);
+                }
+            }
+            Some(decoder) => {
+                let max_frames = if once { 1 } else { u64::MAX };
+                let decoded = decoder.decode(input, max_frames);
+                let frames_done = decoder.frames();
+                shared.stats.frames += decoded.frames;
+                let released = &input[..decoded.released];
+                self.send(&[decoded.carried.as_slice(), released], shared)?;
+                let until = shared.now + DRAIN_LINGER;
+                if let Some(err) = decoded.error {
+                    if shared.bad_frame_log.allow(shared.now) {
+                        warn!("{}: closing: {err}", self.peer);
+                    }
+                    self.begin_draining(CloseReason::BadFrame, until);
+                } else if once && frames_done >= 1 {
+                    self.begin_draining(CloseReason::Once, until);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `parts` at once if nothing is queued, queueing only what the
+    /// socket did not take; otherwise appends to the queue to keep order.
+    fn send(&mut self, parts: &[&[u8]], shared: &mut Shared) -> io::Result<()> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total == 0 {
+            return Ok(());
+        }
+        let mut written = 0;
+        if self.queue.is_empty() && self.writable {
+            let result = match parts {
+                [one] => self.stream.write(one),
+                [[], second] => self.stream.write(second),
+                _ => {
+                    let slices: [IoSlice<'_>; 2] = [
+                        IoSlice::new(parts.first().copied().unwrap_or_default()),
+                        IoSlice::new(parts.get(1).copied().unwrap_or_default()),
+                    ];
+                    self.stream.write_vectored(&slices)
+                }
+            };
+            match result {
+                Ok(n) => {
+                    written = n;
+                    shared.stats.bytes_out += n as u64;
+                    if n < total {
+                        self.writable = false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut skip = written;
+        for part in parts {
+            if skip >= part.len() {
+                skip -= part.len();
+                continue;
+            }
+            self.queue.push(&part[skip..], &mut shared.pool);
+            skip = 0;
+        }
+        if self.queue.len() > shared.queue_limit {
+            self.paused = true;
+        }
+        Ok(())
+    }
+
+    /// Drains the queue while the socket takes bytes.
+    fn flush(&mut self, shared: &mut Shared) -> io::Result<()> {
+        while self.writable && !self.queue.is_empty() {
+            match self.queue.write_to(&mut self.stream, &mut shared.pool) {
+                Ok((n, all)) => {
+                    shared.stats.bytes_out += n as u64;
+                    self.last_active = shared.now;
+                    self.note_progress(shared.now);
+                    if !all {
+                        // A short write means the socket buffer is full; the
+                        // next writable edge will say when it has room.
+                        self.writable = false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// A write made progress: a draining connection earns more time, unless
+    /// it is draining for shutdown, whose deadline is fixed.
+    fn note_progress(&mut self, now: Instant) {
+        if let Phase::Draining {
+            reason,
+            write_shut,
+            peer_eof,
+            ..
+        } = self.phase
+        {
+            if reason != CloseReason::Shutdown {
+                self.set_phase(Phase::Draining {
+                    reason,
+                    until: now + DRAIN_LINGER,
+                    write_shut,
+                    peer_eof,
+                });
+            }
+        }
+    }
+
+    fn fail(&mut self, e: io::Error) -> Next {
+        debug!("{}: {e}", self.peer);
+        self.force_close(CloseReason::Error);
+        Next::Reap(CloseReason::Error)
+    }
+
+    /// Returns queued chunks to the pool before the connection is dropped.
+    pub fn release(&mut self, shared: &mut Shared) {
+        self.queue.clear(&mut shared.pool);
+    }
+
+    /// Bytes still owed to the peer.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+}

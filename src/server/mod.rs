@@ -1,0 +1,785 @@
+//! The daemon: binding, workers, and the event loop each worker runs.
+//!
+//! A worker is exactly one single-threaded mio loop over its own sockets.
+//! Listeners, UDP sockets and connections live in one [`Slab`]; an entry's
+//! key is its [`Token`]. Streams are registered once, READABLE | WRITABLE,
+//! edge-triggered: steady state makes no epoll_ctl call at all.
+//!
+//! One turn of the loop (redis's `aeProcessEvents`, sozu's `run`):
+//! 1. poll (zero timeout while the ready list is not empty; retried on EINTR);
+//! 2. dispatch events: accept, echo UDP, drive connections;
+//! 3. serve the ready list: connections that hit their read budget and
+//!    listeners that hit their accept cap (edge-triggered readiness does not
+//!    come back by itself);
+//! 4. reap connections that closed during this turn, never mid-batch;
+//! 5. timers: idle sweep, drain deadlines, accept pause, shutdown deadline.
+
+pub mod connection;
+pub mod listener;
+pub mod signals;
+pub mod udp;
+pub mod udp_guard;
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+use mio::event::Event;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::addr::Endpoint;
+use crate::config::Config;
+use crate::queue::ChunkPool;
+use crate::stats::{CloseReason, Stats};
+use connection::{Connection, Next};
+use listener::{BindError, Listener};
+use udp::UdpEndpoint;
+
+/// The signal pipe's token, above any slab key.
+const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
+
+/// Events taken per poll. 1024 covers the busiest benchmark cell (2,000
+/// connections at depth 1 yield a few hundred events per wakeup); a fuller
+/// batch just means another poll with zero timeout.
+const EVENTS_CAPACITY: usize = 1024;
+
+/// The loop's one read buffer. 64 KiB: a full TCP window on loopback in one
+/// syscall, and the largest UDP datagram fits whole.
+const READ_BUF_SIZE: usize = 64 * 1024;
+
+/// Accepts per listener per turn before other work is served (redis caps
+/// accepts per call the same way, so a connection flood cannot stall echoes).
+const ACCEPTS_PER_TURN: usize = 128;
+
+/// How long accepting stops when descriptors run out and the reserve
+/// descriptor could not be re-opened (nginx pauses 500 ms; we retry sooner).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Timer tick while any connection is draining or the daemon shuts down.
+const DRAIN_TICK: Duration = Duration::from_millis(50);
+
+/// Idle chunks a worker keeps for reuse: 1,024 x 16 KiB = 16 MiB at most.
+const POOL_MAX_IDLE: usize = 1024;
+
+/// Warn lines of one kind per second at most; the rest are counted.
+const WARN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a failed start-up means to the user.
+#[derive(Debug)]
+pub enum ServerError {
+    Bind(BindError),
+    Io(&'static str, io::Error),
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Bind(e) => write!(f, "{e}"),
+            ServerError::Io(what, e) => write!(f, "cannot {what}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl From<BindError> for ServerError {
+    fn from(e: BindError) -> Self {
+        ServerError::Bind(e)
+    }
+}
+
+/// Lets one warn line through per interval and counts the rest, so a flood
+/// of rejections cannot flood the log.
+#[derive(Debug)]
+pub struct RateLimit {
+    next: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    /// A limiter that lets the first line through.
+    pub const fn new() -> Self {
+        RateLimit {
+            next: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(n)` if a line may be logged now (`n` lines were suppressed since
+    /// the last one), `None` if this one is suppressed.
+    pub fn allow_counting(&mut self, now: Instant) -> Option<u64> {
+        if self.next.is_some_and(|next| now < next) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.next = Some(now + WARN_INTERVAL);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+
+    /// Whether a line may be logged now.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        self.allow_counting(now).is_some()
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What every connection of a worker shares: the read buffer, the chunk
+/// pool, the counters and the loop's clock. Kept apart from the slab so a
+/// connection can borrow both.
+#[derive(Debug)]
+pub struct Shared {
+    /// The loop's one read buffer (taken and put back around each read).
+    pub read_buf: Box<[u8]>,
+    pub pool: ChunkPool,
+    pub stats: Stats,
+    /// The time the current batch of events was polled.
+    pub now: Instant,
+    pub queue_limit: usize,
+    pub once: bool,
+    pub bad_frame_log: RateLimit,
+}
+
+/// What a slab slot holds.
+#[derive(Debug)]
+enum Entry {
+    Listener(Listener),
+    Udp(UdpEndpoint),
+    Conn(Connection),
+}
+
+/// The sockets one worker owns before its loop starts.
+#[derive(Debug, Default)]
+pub struct WorkerSockets {
+    pub listeners: Vec<Listener>,
+    pub udp: Vec<UdpEndpoint>,
+}
+
+/// One single-threaded event loop.
+pub struct Worker {
+    id: usize,
+    config: Arc<Config>,
+    poll: Poll,
+    entries: Slab<Entry>,
+    shared: Shared,
+    /// Tokens to serve again before the next blocking poll.
+    ready: Vec<usize>,
+    /// Connections closed this turn, reaped after the batch.
+    doomed: Vec<usize>,
+    connections: usize,
+    draining: usize,
+    signals: signals::SignalSource,
+    /// Set on SIGINT/SIGTERM: the moment to give up flushing.
+    shutdown_deadline: Option<Instant>,
+    /// A spare descriptor, closed to accept-and-shed one connection when
+    /// descriptors run out (libev's and nginx's trick).
+    reserve_fd: Option<File>,
+    /// Listeners waiting out an accept pause, and until when.
+    accept_paused: Option<(Instant, Vec<usize>)>,
+    next_idle_sweep: Option<Instant>,
+    reject_log: RateLimit,
+    exhausted_log: RateLimit,
+    udp_log: RateLimit,
+}
+
+impl Worker {
+    /// A worker owning `sockets`; registers them (the only epoll_ctl calls
+    /// besides one per accepted connection).
+    pub fn new(id: usize, config: Arc<Config>, sockets: WorkerSockets) -> io::Result<Worker> {
+        let poll = Poll::new()?;
+        let mut entries = Slab::with_capacity(
+            config.max_connections + sockets.listeners.len() + sockets.udp.len(),
+        );
+        for mut listener in sockets.listeners {
+            let entry = entries.vacant_entry();
+            poll.registry()
+                .register(&mut listener, Token(entry.key()), Interest::READABLE)?;
+            entry.insert(Entry::Listener(listener));
+        }
+        for mut udp in sockets.udp {
+            let entry = entries.vacant_entry();
+            udp.register(poll.registry(), Token(entry.key()))?;
+            entry.insert(Entry::Udp(udp));
+        }
+        let signals = signals::SignalSource::new(poll.registry(), SIGNAL_TOKEN)?;
+        let now = Instant::now();
+        let next_idle_sweep = config.idle_timeout.map(|t| now + idle_tick(t));
+        Ok(Worker {
+            id,
+            poll,
+            entries,
+            shared: Shared {
+                read_buf: vec![0u8; READ_BUF_SIZE].into_boxed_slice(),
+                pool: ChunkPool::new(POOL_MAX_IDLE),
+                stats: Stats::default(),
+                now,
+                queue_limit: config.queue_limit,
+                once: config.once,
+                bad_frame_log: RateLimit::new(),
+            },
+            config,
+            ready: Vec::new(),
+            doomed: Vec::new(),
+            connections: 0,
+            draining: 0,
+            signals,
+            shutdown_deadline: None,
+            reserve_fd: File::open("/dev/null").ok(),
+            accept_paused: None,
+            next_idle_sweep,
+            reject_log: RateLimit::new(),
+            exhausted_log: RateLimit::new(),
+            udp_log: RateLimit::new(),
+        })
+    }
+
+    /// Runs until a signal asks to stop and the connections are flushed (or
+    /// the shutdown timeout passes). Returns this worker's counters.
+    pub fn run(mut self) -> io::Result<Stats> {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        let mut serving = Vec::new();
+        loop {
+            let timeout = if self.ready.is_empty() {
+                self.next_deadline()
+                    .map(|d| d.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            self.shared.now = Instant::now();
+            for event in events.iter() {
+                self.dispatch(event);
+            }
+            // The ready list: swap it out so serving may refill it for the next turn.
+            std::mem::swap(&mut self.ready, &mut serving);
+            for key in serving.drain(..) {
+                self.serve(key);
+            }
+            self.reap();
+            self.run_timers();
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.connections == 0 {
+                    break;
+                }
+                if self.shared.now >= deadline {
+                    self.close_all(CloseReason::Shutdown);
+                    break;
+                }
+            }
+        }
+        info!(
+            "worker {} stopped: {} connections left",
+            self.id, self.connections
+        );
+        Ok(self.shared.stats)
+    }
+
+    fn dispatch(&mut self, event: &Event) {
+        let token = event.token();
+        if token == SIGNAL_TOKEN {
+            if self.signals.drain() {
+                self.begin_shutdown();
+            }
+            return;
+        }
+        let key = token.0;
+        match self.entries.get_mut(key) {
+            Some(Entry::Conn(conn)) => {
+                conn.on_event(event);
+                self.drive(key);
+            }
+            Some(Entry::Listener(_)) => self.accept(key),
+            Some(Entry::Udp(udp)) => {
+                udp.on_event(event);
+                self.serve_udp(key);
+            }
+            None => {} // closed earlier in this batch: a stale event
+        }
+    }
+
+    fn serve(&mut self, key: usize) {
+        match self.entries.get(key) {
+            Some(Entry::Conn(_)) => self.drive(key),
+            Some(Entry::Listener(_)) => self.accept(key),
+            Some(Entry::Udp(_)) => self.serve_udp(key),
+            None => {}
+        }
+    }
+
+    /// Drives one connection and files it by the result.
+    fn drive(&mut self, key: usize) {
+        let Some(Entry::Conn(conn)) = self.entries.get_mut(key) else {
+            return;
+        };
+        let was_draining = conn.is_draining();
+        let next = conn.drive(&mut self.shared);
+        let now_draining = conn.is_draining();
+        if now_draining && !was_draining {
+            self.draining += 1;
+        }
+        match next {
+            Next::Wait => {}
+            Next::Again => self.ready.push(key),
+            Next::Reap(_) => self.doomed.push(key),
+        }
+    }
+
+    /// Accepts up to [`ACCEPTS_PER_TURN`] connections from one listener.
+    fn accept(&mut self, key: usize) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        if let Some((_, paused)) = &mut self.accept_paused {
+            if !paused.contains(&key) {
+                paused.push(key);
+            }
+            return;
+        }
+        for _ in 0..ACCEPTS_PER_TURN {
+            let Some(Entry::Listener(listener)) = self.entries.get(key) else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if crate::sys::is_transient_accept_error(&e) => {
+                    self.shared.stats.accept_errors += 1;
+                }
+                Err(e) if crate::sys::is_resource_exhaustion(&e) => {
+                    self.shared.stats.accept_errors += 1;
+                    if !self.shed_one(key, &e) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    self.shared.stats.accept_errors += 1;
+                    if self.exhausted_log.allow(self.shared.now) {
+                        error!("accept failed: {e}; pausing accepts");
+                    }
+                    self.pause_accepting(key);
+                    return;
+                }
+            }
+        }
+        self.ready.push(key); // cap reached: more may be pending
+    }
+
+    /// Out of descriptors: close the reserve descriptor, accept one pending
+    /// connection and close it at once (the client sees EOF instead of
+    /// hanging), then take the reserve back. Returns whether accepting may
+    /// go on; if the reserve cannot be re-opened, accepting pauses instead.
+    fn shed_one(&mut self, key: usize, cause: &io::Error) -> bool {
+        if let Some(n) = self.exhausted_log.allow_counting(self.shared.now) {
+            warn!(
+                "accept: {cause} ({} connections open); shedding new connections \
+                 ({n} similar lines suppressed)",
+                self.connections
+            );
+        }
+        let shed = self.reserve_fd.take().is_some() && {
+            let accepted = match self.entries.get(key) {
+                Some(Entry::Listener(listener)) => listener.accept().is_ok(),
+                _ => false,
+            };
+            if accepted {
+                self.shared.stats.rejected_fd_exhausted += 1;
+            }
+            self.reserve_fd = File::open("/dev/null").ok();
+            accepted
+        };
+        if !shed || self.reserve_fd.is_none() {
+            self.pause_accepting(key);
+            return false;
+        }
+        true
+    }
+
+    fn pause_accepting(&mut self, key: usize) {
+        let until = self.shared.now + ACCEPT_PAUSE;
+        match &mut self.accept_paused {
+            Some((_, keys)) => {
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+            None => self.accept_paused = Some((until, vec![key])),
+        }
+    }
+
+    /// Registers an accepted stream, or sheds it when this worker is full.
+    fn admit(&mut self, mut stream: listener::Stream, peer: listener::Peer) {
+        if self.connections >= self.config.max_connections {
+            self.shared.stats.rejected_max_connections += 1;
+            if let Some(n) = self.reject_log.allow_counting(self.shared.now) {
+                warn!(
+                    "rejected {peer}: --max-connections {} reached ({n} similar lines suppressed)",
+                    self.config.max_connections
+                );
+            }
+            return; // dropping the stream closes it
+        }
+        let _ = stream.set_nodelay();
+        let entry = self.entries.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            warn!("cannot register {peer}: {e}");
+            return;
+        }
+        let conn = Connection::new(
+            stream,
+            peer,
+            self.config.mode,
+            self.config.max_frame,
+            self.shared.now,
+        );
+        entry.insert(Entry::Conn(conn));
+        self.connections += 1;
+        self.shared.stats.opened();
+        debug!("open {peer} (token {key})");
+        if let Some(banner) = self.config.banner.clone() {
+            let Some(Entry::Conn(conn)) = self.entries.get_mut(key) else {
+                return;
+            };
+            if let Next::Reap(_) = conn.send_banner(&banner, &mut self.shared) {
+                self.doomed.push(key);
+                return;
+            }
+            if self.config.once {
+                conn.begin_draining(
+                    CloseReason::Once,
+                    self.shared.now + connection::DRAIN_LINGER,
+                );
+                self.draining += 1;
+                self.drive(key);
+            }
+        }
+    }
+
+    fn serve_udp(&mut self, key: usize) {
+        let own_ports = self.udp_ports();
+        let Some(Entry::Udp(udp)) = self.entries.get_mut(key) else {
+            return;
+        };
+        if udp.serve(&mut self.shared, &own_ports, &mut self.udp_log) {
+            self.ready.push(key);
+        }
+    }
+
+    fn udp_ports(&self) -> Vec<u16> {
+        // Few UDP sockets (usually one); collected per wakeup, not per datagram.
+        self.entries
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Entry::Udp(u) => Some(u.local_addr().port()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Removes the connections closed during this turn.
+    fn reap(&mut self) {
+        for key in std::mem::take(&mut self.doomed) {
+            let Some(Entry::Conn(_)) = self.entries.get(key) else {
+                continue;
+            };
+            if let Some(Entry::Conn(mut conn)) = self.entries.try_remove(key) {
+                let reason = match conn.phase() {
+                    connection::Phase::Closed(r) => r,
+                    _ => CloseReason::Error,
+                };
+                conn.release(&mut self.shared);
+                self.connections -= 1;
+                self.shared.stats.ended(reason);
+                debug!("close {} ({reason})", conn.peer());
+                // Dropping the stream closes the socket; the kernel removes it
+                // from epoll with its last descriptor, so no epoll_ctl here.
+            }
+        }
+        // `draining` may now over-count; the next sweep recounts it exactly.
+    }
+
+    /// The earliest moment a timer needs the loop awake.
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut earliest: Option<Instant> = None;
+        let mut consider = |t: Instant| {
+            earliest = Some(earliest.map_or(t, |e| e.min(t)));
+        };
+        if let Some(t) = self.next_idle_sweep {
+            consider(t);
+        }
+        if let Some((t, _)) = &self.accept_paused {
+            consider(*t);
+        }
+        if self.draining > 0 || self.shutdown_deadline.is_some() {
+            consider(self.shared.now + DRAIN_TICK);
+        }
+        if let Some(t) = self.shutdown_deadline {
+            consider(t);
+        }
+        earliest
+    }
+
+    fn run_timers(&mut self) {
+        let now = self.shared.now;
+        if let Some((until, _)) = &self.accept_paused {
+            if now >= *until {
+                if let Some((_, keys)) = self.accept_paused.take() {
+                    if self.reserve_fd.is_none() {
+                        self.reserve_fd = File::open("/dev/null").ok();
+                    }
+                    self.ready.extend(keys);
+                }
+            }
+        }
+        let idle_due = self.next_idle_sweep.is_some_and(|t| now >= t);
+        if idle_due || self.draining > 0 {
+            self.sweep(idle_due);
+        }
+        if idle_due {
+            if let Some(idle) = self.config.idle_timeout {
+                self.next_idle_sweep = Some(now + idle_tick(idle));
+            }
+        }
+    }
+
+    /// One pass over the connections: expire idle ones, close drains whose
+    /// deadline passed. Costs O(connections) per tick, never per message.
+    fn sweep(&mut self, check_idle: bool) {
+        let now = self.shared.now;
+        let idle = self.config.idle_timeout;
+        let mut to_drive = Vec::new();
+        let mut draining = 0;
+        for (key, entry) in self.entries.iter_mut() {
+            let Entry::Conn(conn) = entry else { continue };
+            match conn.phase() {
+                connection::Phase::Draining { until, .. } if now >= until => {
+                    conn.force_close(CloseReason::DrainTimeout);
+                    self.doomed.push(key);
+                }
+                connection::Phase::Draining { .. } => draining += 1,
+                connection::Phase::Open | connection::Phase::PeerClosed if check_idle => {
+                    if let Some(limit) = idle {
+                        if now.saturating_duration_since(conn.last_active()) >= limit {
+                            debug!("{}: idle for {limit:?}", conn.peer());
+                            conn.begin_draining(
+                                CloseReason::IdleTimeout,
+                                now + connection::DRAIN_LINGER,
+                            );
+                            draining += 1;
+                            to_drive.push(key);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.draining = draining;
+        for key in to_drive {
+            self.drive(key);
+        }
+    }
+
+    /// First SIGINT/SIGTERM: stop accepting and receiving datagrams, and
+    /// start draining every connection against one deadline.
+    fn begin_shutdown(&mut self) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        let deadline = self.shared.now + self.config.shutdown_timeout;
+        self.shutdown_deadline = Some(deadline);
+        info!(
+            "worker {}: shutting down: {} connections to flush (at most {:?})",
+            self.id, self.connections, self.config.shutdown_timeout
+        );
+        let keys: Vec<usize> = self.entries.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            match self.entries.get_mut(key) {
+                Some(Entry::Listener(_)) | Some(Entry::Udp(_)) => {
+                    // Dropping the socket closes it: no more accepts or datagrams.
+                    self.entries.remove(key);
+                }
+                Some(Entry::Conn(conn)) => {
+                    conn.begin_draining(CloseReason::Shutdown, deadline);
+                    self.drive(key);
+                }
+                None => {}
+            }
+        }
+        self.accept_paused = None;
+    }
+
+    fn close_all(&mut self, reason: CloseReason) {
+        for (key, entry) in self.entries.iter_mut() {
+            if let Entry::Conn(conn) = entry {
+                if conn.queued() > 0 {
+                    debug!(
+                        "{}: {} bytes unsent at shutdown",
+                        conn.peer(),
+                        conn.queued()
+                    );
+                }
+                conn.force_close(reason);
+                self.doomed.push(key);
+            }
+        }
+        self.reap();
+    }
+}
+
+/// How often to look for idle connections: a quarter of the timeout, so one
+/// expires at most 25% late, between 10 ms and 1 s.
+fn idle_tick(idle: Duration) -> Duration {
+    (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// Binds every socket for every worker. Port 0 is resolved once (worker 0's
+/// probe) and shared, so all workers serve the same port.
+fn bind_all(config: &Config) -> Result<Vec<WorkerSockets>, ServerError> {
+    let workers = config.workers;
+    let reuse_port = workers > 1;
+    let mut sockets: Vec<WorkerSockets> = (0..workers).map(|_| WorkerSockets::default()).collect();
+    for endpoint in &config.listen {
+        match endpoint {
+            Endpoint::Inet(addr) => {
+                let addr = if reuse_port {
+                    listener::probe_inet(*addr, false)?
+                } else {
+                    *addr
+                };
+                let first = Listener::bind_tcp(addr, reuse_port)?;
+                let resolved = first
+                    .endpoint()
+                    .map_err(|e| ServerError::Io("read address", e))?;
+                let Endpoint::Inet(resolved) = resolved else {
+                    unreachable!("a TCP listener has an inet address")
+                };
+                sockets[0].listeners.push(first);
+                for worker in sockets.iter_mut().skip(1) {
+                    worker.listeners.push(Listener::bind_tcp(resolved, true)?);
+                }
+                info!("listening on {resolved} (tcp)");
+            }
+            Endpoint::Unix(path) => {
+                let first = Listener::bind_unix(path)?;
+                for worker in sockets.iter_mut().skip(1) {
+                    let clone = first
+                        .try_clone_unix()
+                        .map_err(|e| ServerError::Io("share the unix listener", e))?;
+                    worker.listeners.extend(clone);
+                }
+                sockets[0].listeners.push(first);
+                info!("listening on unix:{} (unix)", path.display());
+            }
+        }
+    }
+    for endpoint in &config.udp {
+        let Endpoint::Inet(addr) = endpoint else {
+            return Err(ServerError::Bind(BindError::Io {
+                endpoint: endpoint.clone(),
+                what: "serve UDP on",
+                source: io::Error::new(io::ErrorKind::InvalidInput, "UDP needs host:port"),
+            }));
+        };
+        let addr: SocketAddr = if reuse_port {
+            listener::probe_inet(*addr, true)?
+        } else {
+            *addr
+        };
+        let first = listener::bind_udp(addr, reuse_port)?;
+        let resolved = first
+            .local_addr()
+            .map_err(|e| ServerError::Io("read address", e))?;
+        sockets[0].udp.push(UdpEndpoint::new(first, resolved));
+        for worker in sockets.iter_mut().skip(1) {
+            let s = listener::bind_udp(resolved, true)?;
+            worker.udp.push(UdpEndpoint::new(s, resolved));
+        }
+        info!("listening on {resolved} (udp)");
+    }
+    Ok(sockets)
+}
+
+/// Runs the daemon: binds, starts the workers, waits for them to stop, and
+/// returns the merged counters. Signals must already be set up
+/// ([`signals::install_exit_on_second_signal`]).
+pub fn run(config: Config) -> Result<Stats, ServerError> {
+    match crate::sys::raise_fd_limit() {
+        Ok(limit) => debug!("descriptor limit: {limit}"),
+        Err(e) => warn!("cannot raise the descriptor limit: {e}"),
+    }
+    let config = Arc::new(config);
+    let mut sockets = bind_all(&config)?;
+    let inodes: Vec<(std::path::PathBuf, Option<u64>)> = sockets
+        .first()
+        .map(|s| {
+            s.listeners
+                .iter()
+                .filter_map(|l| match l {
+                    Listener::Unix(_, path) => Some((path.clone(), l.socket_inode())),
+                    Listener::Tcp(_) => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut workers = Vec::new();
+    for (id, owned) in sockets.drain(..).enumerate() {
+        let worker = Worker::new(id, Arc::clone(&config), owned)
+            .map_err(|e| ServerError::Io("start a worker", e))?;
+        workers.push(worker);
+    }
+    let mut handles = Vec::new();
+    let mut iter = workers.into_iter();
+    let first = iter.next();
+    for worker in iter {
+        let handle = std::thread::Builder::new()
+            .name(format!("echod-worker-{}", worker.id))
+            .spawn(move || worker.run())
+            .map_err(|e| ServerError::Io("spawn a worker thread", e))?;
+        handles.push(handle);
+    }
+    let mut total = Stats::default();
+    let mut failure = None;
+    if let Some(worker) = first {
+        match worker.run() {
+            Ok(stats) => total.merge(&stats),
+            Err(e) => failure = Some(e),
+        }
+    }
+    for handle in handles {
+        match handle.join() {
+            Ok(Ok(stats)) => total.merge(&stats),
+            Ok(Err(e)) => failure = Some(e),
+            Err(_) => failure = Some(io::Error::other("a worker thread panicked")),
+        }
+    }
+    for (path, inode) in inodes {
+        if let Some(ino) = inode {
+            use std::os::unix::fs::MetadataExt;
+            if std::fs::metadata(&path).map(|m| m.ino()).ok() == Some(ino) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    match failure {
+        Some(e) => Err(ServerError::Io("run the event loop", e)),
+        None => Ok(total),
+    }
+}
