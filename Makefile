@@ -1,0 +1,52 @@
+# echod: `make run` starts the daemon on 127.0.0.1:12345; `make test` runs every test.
+CARGO ?= cargo
+ARGS ?=
+
+.PHONY: all build release run test lint fmt fuzz bench bench-quick clean
+
+all: build
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+## Start the daemon on the default address (127.0.0.1:12345). Extra flags: make run ARGS="--udp 127.0.0.1:12345"
+run:
+	$(CARGO) run --release --bin echod -- $(ARGS)
+
+## Everything the tests need, then all tests (unit, property, integration).
+test: test-deps
+	$(CARGO) build --all-targets
+	$(CARGO) test --all-targets -- --test-threads=4
+	$(CARGO) test --doc
+
+## nc and telnet for the real-tool tests; python3 for the seeds' clients.
+test-deps:
+	@command -v python3 >/dev/null || { echo "python3 is required"; exit 1; }
+	@command -v nc >/dev/null && command -v telnet >/dev/null || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      apt-get update && apt-get install -y netcat-openbsd telnet; \
+	    else echo "WARNING: nc/telnet missing: their tests will say SKIPPED"; fi; }
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Fuzz the frame decoder for FUZZ_SECONDS (default 60).
+fuzz:
+	bash fuzz/run.sh
+
+## The benchmark matrix against the C and tokio peers (docs/BENCHMARKS.md).
+bench:
+	bash bench/run.sh full
+
+bench-quick:
+	bash bench/run.sh quick
+
+clean:
+	$(CARGO) clean
