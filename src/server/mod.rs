@@ -783,3 +783,31 @@ pub fn run(config: Config) -> Result<Stats, ServerError> {
         None => Ok(total),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Memory per idle connection is the slab slot plus nothing else (no
+    /// buffer until data is queued); keep the slot small.
+    #[test]
+    fn an_idle_connection_fits_in_a_small_slab_slot() {
+        // A slab slot is the entry enum plus the slab's own tag.
+        let slot = std::mem::size_of::<Option<Entry>>() + std::mem::size_of::<usize>();
+        eprintln!(
+            "Connection = {} bytes, slab slot = {slot} bytes",
+            std::mem::size_of::<Connection>()
+        );
+        assert!(slot <= 256, "slab slot grew to {slot} bytes");
+    }
+
+    #[test]
+    fn rate_limit_lets_one_line_per_interval_and_counts_the_rest() {
+        let mut limit = RateLimit::new();
+        let t0 = Instant::now();
+        assert_eq!(limit.allow_counting(t0), Some(0));
+        assert_eq!(limit.allow_counting(t0), None);
+        assert_eq!(limit.allow_counting(t0 + Duration::from_millis(10)), None);
+        assert_eq!(limit.allow_counting(t0 + WARN_INTERVAL), Some(2));
+    }
+}
