@@ -189,6 +189,9 @@ pub struct Worker {
     reject_log: RateLimit,
     exhausted_log: RateLimit,
     udp_log: RateLimit,
+    /// Every UDP port echod serves (all workers serve the same ones): a
+    /// datagram from one of them is another echo service, never answered.
+    udp_ports: Vec<u16>,
 }
 
 impl Worker {
@@ -205,6 +208,7 @@ impl Worker {
                 .register(&mut listener, Token(entry.key()), Interest::READABLE)?;
             entry.insert(Entry::Listener(listener));
         }
+        let udp_ports = sockets.udp.iter().map(|u| u.local_addr().port()).collect();
         for mut udp in sockets.udp {
             let entry = entries.vacant_entry();
             udp.register(poll.registry(), Token(entry.key()))?;
@@ -239,6 +243,7 @@ impl Worker {
             reject_log: RateLimit::new(),
             exhausted_log: RateLimit::new(),
             udp_log: RateLimit::new(),
+            udp_ports,
         })
     }
 
@@ -474,24 +479,12 @@ impl Worker {
     }
 
     fn serve_udp(&mut self, key: usize) {
-        let own_ports = self.udp_ports();
         let Some(Entry::Udp(udp)) = self.entries.get_mut(key) else {
             return;
         };
-        if udp.serve(&mut self.shared, &own_ports, &mut self.udp_log) {
+        if udp.serve(&mut self.shared, &self.udp_ports, &mut self.udp_log) {
             self.ready.push(key);
         }
-    }
-
-    fn udp_ports(&self) -> Vec<u16> {
-        // Few UDP sockets (usually one); collected per wakeup, not per datagram.
-        self.entries
-            .iter()
-            .filter_map(|(_, e)| match e {
-                Entry::Udp(u) => Some(u.local_addr().port()),
-                _ => None,
-            })
-            .collect()
     }
 
     /// Removes the connections closed during this turn.
