@@ -1,0 +1,466 @@
+//! Counting and reporting: what each worker thread tallies, how the tallies
+//! merge, and the summary printed for people (`Display`) or machines (JSON).
+
+use std::fmt;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::client::exit;
+
+/// Latency histogram bounds: 1 ns to one hour, 3 significant digits.
+const HIST_MAX_NS: u64 = 3_600_000_000_000;
+const HIST_SIGFIG: u8 = 3;
+
+/// A fresh latency histogram (nanoseconds, 3 significant digits).
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_NS, HIST_SIGFIG)
+        .expect("constant histogram bounds are valid")
+}
+
+/// Errors by kind. Every counter here makes the run fail.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ErrorCounts {
+    /// Messages whose echo differed from what was sent (or bytes nobody sent).
+    pub mismatch: u64,
+    /// Connections the server closed while echoes were still owed.
+    pub short: u64,
+    /// Connections reset by the server (ECONNRESET, EPIPE).
+    pub reset: u64,
+    /// Connections refused (nothing listening; for UDP, ICMP port unreachable).
+    pub refused: u64,
+    /// Connects not done within the connect timeout, and messages still
+    /// unanswered when the drain time after the run ran out.
+    pub timeout: u64,
+    /// Connections the server closed with nothing owed, before the end.
+    pub closed: u64,
+    /// Anything else (e.g. out of file descriptors or local ports).
+    pub other: u64,
+}
+
+impl ErrorCounts {
+    /// Adds another tally to this one.
+    pub fn add(&mut self, o: &ErrorCounts) {
+        self.mismatch += o.mismatch;
+        self.short += o.short;
+        self.reset += o.reset;
+        self.refused += o.refused;
+        self.timeout += o.timeout;
+        self.closed += o.closed;
+        self.other += o.other;
+    }
+
+    /// All errors together.
+    pub fn total(&self) -> u64 {
+        self.mismatch
+            + self.short
+            + self.reset
+            + self.refused
+            + self.timeout
+            + self.closed
+            + self.other
+    }
+
+    /// The exit status these errors call for: data errors first (they mean
+    /// the server is wrong), then refused, reset, timeout (see [`exit`]).
+    pub fn exit_code(&self) -> u8 {
+        if self.mismatch + self.short + self.closed + self.other > 0 {
+            exit::FAILURE
+        } else if self.refused > 0 {
+            exit::REFUSED
+        } else if self.reset > 0 {
+            exit::RESET
+        } else if self.timeout > 0 {
+            exit::TIMEOUT
+        } else {
+            exit::OK
+        }
+    }
+}
+
+/// One worker thread's result; merged into a [`Report`].
+#[derive(Debug)]
+pub struct WorkerResult {
+    /// Latencies of the measured, verified messages, in nanoseconds.
+    pub hist: Histogram<u64>,
+    /// Measured, verified messages.
+    pub messages: u64,
+    /// Wire bytes of those messages (one direction).
+    pub bytes: u64,
+    /// Connections that were established.
+    pub connected: u64,
+    /// Connections still open when the run ended.
+    pub open_at_end: u64,
+    /// Measured UDP datagrams with no reply within the loss timeout.
+    pub lost: u64,
+    /// UDP replies that came after they had been counted lost, or twice.
+    pub late: u64,
+    pub errors: ErrorCounts,
+    /// Nanoseconds of measurement (sending window, or to the last echo for `-n`).
+    pub duration_ns: u64,
+    /// The first few error descriptions, for the summary.
+    pub samples: Vec<String>,
+}
+
+impl WorkerResult {
+    /// An empty result.
+    pub fn new() -> Self {
+        WorkerResult {
+            hist: new_histogram(),
+            messages: 0,
+            bytes: 0,
+            connected: 0,
+            open_at_end: 0,
+            lost: 0,
+            late: 0,
+            errors: ErrorCounts::default(),
+            duration_ns: 0,
+            samples: Vec::new(),
+        }
+    }
+
+    /// Keeps a short description of an error (the first few only).
+    pub fn sample(&mut self, what: impl FnOnce() -> String) {
+        if self.samples.len() < MAX_SAMPLES {
+            let s = what();
+            if !self.samples.contains(&s) {
+                self.samples.push(s);
+            }
+        }
+    }
+}
+
+impl Default for WorkerResult {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Error descriptions kept per report.
+const MAX_SAMPLES: usize = 5;
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Latency {
+    pub min: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+/// The run's summary: `Display` for people, `Serialize` for `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The target as given.
+    pub target: String,
+    /// `tcp`, `unix` or `udp`.
+    pub transport: &'static str,
+    pub framed: bool,
+    /// `closed` (pipelined), `open` (`--rate`) or `idle`.
+    pub mode: &'static str,
+    /// Connections established (UDP: sockets opened).
+    pub connections: u64,
+    /// Connections asked for (`-c`).
+    pub connections_requested: u64,
+    /// Connections still open at the end (what `--idle` is about).
+    pub connections_open: u64,
+    pub threads: usize,
+    /// Payload bytes per message (`-l`).
+    pub length: usize,
+    pub pipeline: usize,
+    /// Asked rate (`--rate`), messages per second, if open loop.
+    pub rate: Option<f64>,
+    pub warmup_s: f64,
+    /// Seconds measured (after warm-up).
+    pub duration_s: f64,
+    /// Verified echoes measured.
+    pub messages: u64,
+    pub msgs_per_sec: f64,
+    /// Wire bytes echoed and verified (one direction).
+    pub bytes: u64,
+    /// Millions of bytes per second, one direction.
+    pub mb_per_sec: f64,
+    pub latency_us: Latency,
+    pub errors: ErrorCounts,
+    /// UDP datagrams with no reply within 1 s (not an error).
+    pub lost: u64,
+    /// UDP replies that arrived after being counted lost, or twice.
+    pub late: u64,
+    /// The first few errors, described.
+    pub error_samples: Vec<String>,
+    /// True when every connection was established and nothing went wrong.
+    pub ok: bool,
+}
+
+/// How a run was set up, for the report header.
+pub struct RunInfo {
+    pub target: String,
+    pub transport: &'static str,
+    pub framed: bool,
+    pub mode: &'static str,
+    pub connections_requested: u64,
+    pub threads: usize,
+    pub length: usize,
+    pub pipeline: usize,
+    pub rate: Option<f64>,
+    pub warmup_s: f64,
+}
+
+impl Report {
+    /// Merges the workers' results into the summary.
+    pub fn merge(info: RunInfo, results: Vec<WorkerResult>) -> Report {
+        let mut hist = new_histogram();
+        let mut errors = ErrorCounts::default();
+        let (mut messages, mut bytes, mut connected, mut open, mut lost, mut late) =
+            (0, 0, 0, 0, 0, 0);
+        let mut duration_ns = 0;
+        let mut samples = Vec::new();
+        for r in results {
+            hist.add(&r.hist).expect("same histogram bounds");
+            errors.add(&r.errors);
+            messages += r.messages;
+            bytes += r.bytes;
+            connected += r.connected;
+            open += r.open_at_end;
+            lost += r.lost;
+            late += r.late;
+            duration_ns = duration_ns.max(r.duration_ns);
+            for s in r.samples {
+                if samples.len() < MAX_SAMPLES && !samples.contains(&s) {
+                    samples.push(s);
+                }
+            }
+        }
+        let duration_s = duration_ns as f64 / 1e9;
+        let per_sec = |n: u64| {
+            if duration_s > 0.0 {
+                n as f64 / duration_s
+            } else {
+                0.0
+            }
+        };
+        let us = |ns: u64| ns as f64 / 1000.0;
+        let latency_us = if hist.is_empty() {
+            Latency::default()
+        } else {
+            Latency {
+                min: us(hist.min()),
+                p50: us(hist.value_at_quantile(0.50)),
+                p90: us(hist.value_at_quantile(0.90)),
+                p99: us(hist.value_at_quantile(0.99)),
+                p999: us(hist.value_at_quantile(0.999)),
+                max: us(hist.max()),
+                mean: hist.mean() / 1000.0,
+            }
+        };
+        let ok = errors.total() == 0 && connected == info.connections_requested;
+        Report {
+            target: info.target,
+            transport: info.transport,
+            framed: info.framed,
+            mode: info.mode,
+            connections: connected,
+            connections_requested: info.connections_requested,
+            connections_open: open,
+            threads: info.threads,
+            length: info.length,
+            pipeline: info.pipeline,
+            rate: info.rate,
+            warmup_s: info.warmup_s,
+            duration_s,
+            messages,
+            msgs_per_sec: per_sec(messages),
+            bytes,
+            mb_per_sec: per_sec(bytes) / 1e6,
+            latency_us,
+            errors,
+            lost,
+            late,
+            error_samples: samples,
+            ok,
+        }
+    }
+
+    /// The exit status for this run (see [`exit`]); connections that never
+    /// got established without a counted error cannot happen, but would fail.
+    pub fn exit_code(&self) -> u8 {
+        match self.errors.exit_code() {
+            exit::OK if !self.ok => exit::FAILURE,
+            code => code,
+        }
+    }
+}
+
+/// A latency in microseconds, printed with a unit that suits its size.
+fn fmt_us(us: f64) -> String {
+    if us < 1000.0 {
+        format!("{us:.1} µs")
+    } else if us < 1_000_000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{:.2} s", us / 1e6)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let framed = if self.framed { ", framed" } else { "" };
+        let mode = match (self.mode, self.rate) {
+            ("open", Some(r)) => format!("open loop at {r} msg/s"),
+            ("idle", _) => "idle (connections held, nothing sent)".to_string(),
+            _ => format!("closed loop, pipeline {}", self.pipeline),
+        };
+        writeln!(
+            f,
+            "echod-bench {} ({}{framed}): {} connections, {}-byte messages, {mode}, {} thread{}",
+            self.target,
+            self.transport,
+            self.connections_requested,
+            self.length,
+            self.threads,
+            if self.threads == 1 { "" } else { "s" },
+        )?;
+        writeln!(
+            f,
+            "  connections  {} established, {} open at the end",
+            self.connections, self.connections_open
+        )?;
+        let warmup = if self.warmup_s > 0.0 {
+            format!(" (after {:.2} s of warm-up)", self.warmup_s)
+        } else {
+            String::new()
+        };
+        writeln!(f, "  duration     {:.2} s{warmup}", self.duration_s)?;
+        if self.mode != "idle" {
+            writeln!(
+                f,
+                "  messages     {} verified, {:.1} msg/s",
+                self.messages, self.msgs_per_sec
+            )?;
+            writeln!(
+                f,
+                "  throughput   {:.2} MB/s each way ({} bytes)",
+                self.mb_per_sec, self.bytes
+            )?;
+            let l = &self.latency_us;
+            if self.messages == 0 {
+                writeln!(f, "  latency      n/a (no message measured)")?;
+            } else {
+                writeln!(
+                    f,
+                    "  latency      p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (mean {})",
+                    fmt_us(l.p50),
+                    fmt_us(l.p90),
+                    fmt_us(l.p99),
+                    fmt_us(l.p999),
+                    fmt_us(l.max),
+                    fmt_us(l.mean)
+                )?;
+            }
+        }
+        if self.transport == "udp" {
+            writeln!(
+                f,
+                "  lost         {} datagrams (no reply within 1 s), {} late replies",
+                self.lost, self.late
+            )?;
+        }
+        let e = &self.errors;
+        if e.total() == 0 {
+            writeln!(f, "  errors       none")?;
+        } else {
+            let kinds = [
+                ("mismatch", e.mismatch),
+                ("short", e.short),
+                ("reset", e.reset),
+                ("refused", e.refused),
+                ("timeout", e.timeout),
+                ("closed", e.closed),
+                ("other", e.other),
+            ];
+            let list: Vec<String> = kinds
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            writeln!(f, "  errors       {}", list.join(", "))?;
+            for s in &self.error_samples {
+                writeln!(f, "               e.g. {s}")?;
+            }
+        }
+        write!(
+            f,
+            "  result       {}",
+            if self.ok { "ok" } else { "FAILED" }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> RunInfo {
+        RunInfo {
+            target: "127.0.0.1:1".into(),
+            transport: "tcp",
+            framed: false,
+            mode: "closed",
+            connections_requested: 2,
+            threads: 2,
+            length: 64,
+            pipeline: 1,
+            rate: None,
+            warmup_s: 0.0,
+        }
+    }
+
+    #[test]
+    fn merge_adds_counts_and_histograms() {
+        let mut a = WorkerResult::new();
+        let mut b = WorkerResult::new();
+        for r in [&mut a, &mut b] {
+            r.connected = 1;
+            r.open_at_end = 1;
+            r.messages = 1000;
+            r.bytes = 64_000;
+            r.duration_ns = 2_000_000_000;
+            r.hist.record(50_000).unwrap();
+        }
+        b.errors.mismatch = 2;
+        let report = Report::merge(info(), vec![a, b]);
+        assert_eq!(report.messages, 2000);
+        assert_eq!(report.msgs_per_sec, 1000.0);
+        assert_eq!(report.mb_per_sec, 0.064);
+        assert!((report.latency_us.p50 - 50.0).abs() < 0.1);
+        assert!(!report.ok);
+        assert_eq!(report.exit_code(), exit::FAILURE);
+        assert!(report.to_string().contains("mismatch 2"));
+    }
+
+    #[test]
+    fn exit_codes_by_kind() {
+        let mut e = ErrorCounts::default();
+        assert_eq!(e.exit_code(), exit::OK);
+        e.timeout = 1;
+        assert_eq!(e.exit_code(), exit::TIMEOUT);
+        e.reset = 1;
+        assert_eq!(e.exit_code(), exit::RESET);
+        e.refused = 1;
+        assert_eq!(e.exit_code(), exit::REFUSED);
+        e.short = 1;
+        assert_eq!(e.exit_code(), exit::FAILURE);
+    }
+
+    #[test]
+    fn missing_connections_fail_the_run() {
+        let mut a = WorkerResult::new();
+        a.connected = 1;
+        let report = Report::merge(info(), vec![a]);
+        assert!(!report.ok);
+        assert_ne!(report.exit_code(), exit::OK);
+    }
+}

@@ -1,0 +1,164 @@
+//! `echod-bench`: flags -> [`echod::bench::run`] -> summary and exit status.
+
+use std::io::IsTerminal;
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use echod::addr::Endpoint;
+use echod::bench::{self, BenchConfig, Limit};
+use echod::client::exit;
+
+const AFTER_HELP: &str = "\
+Every echoed byte is verified: each message carries its connection id and
+sequence number. -n counts messages across all connections, not per connection.
+-d is the measured time, after --warmup; echoes still owed at the end get 2 s.
+
+Exit status:
+  0  every connection established, every echo verified
+  1  corrupted, missing or unexpected echoes, connections closed by the server,
+     or other errors (e.g. out of file descriptors)
+  2  bad flags or address
+  3  connections refused (and no data errors)
+  4  connections reset (and no data errors or refusals)
+  5  timeouts: connects or echoes (and nothing worse)";
+
+/// Load generator for echod: many concurrent connections, every echo
+/// verified, throughput and latency percentiles.
+#[derive(Parser, Debug)]
+#[command(name = "echod-bench", version, after_help = AFTER_HELP)]
+struct Args {
+    /// Target: host:port, [v6]:port or unix:/path
+    #[arg(value_name = "ADDR")]
+    addr: Endpoint,
+
+    /// Concurrent connections (UDP: sockets)
+    #[arg(short = 'c', long = "connections", value_name = "CONNECTIONS",
+          default_value_t = bench::DEFAULT_CONNECTIONS, value_parser = positive)]
+    connections: usize,
+
+    /// Payload bytes per message
+    #[arg(short = 'l', long = "length", value_name = "LENGTH",
+          default_value_t = bench::DEFAULT_LENGTH, value_parser = positive)]
+    length: usize,
+
+    /// Seconds to measure, fractions allowed [default: 10 unless -n]
+    #[arg(short = 'd', long = "duration", value_name = "SECONDS", value_parser = seconds,
+          conflicts_with = "messages")]
+    duration: Option<Duration>,
+
+    /// Total messages to measure, across all connections
+    #[arg(short = 'n', long = "messages", value_name = "MESSAGES")]
+    messages: Option<u64>,
+
+    /// Messages in flight per connection (closed loop)
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = positive)]
+    pipeline: usize,
+
+    /// Open loop: total messages per second, latency from intended send times
+    #[arg(long, value_name = "R", conflicts_with = "pipeline")]
+    rate: Option<f64>,
+
+    /// Seconds of traffic before measuring starts
+    #[arg(long, value_name = "SECONDS", value_parser = seconds_or_zero)]
+    warmup: Option<Duration>,
+
+    /// Local address to connect from; repeat to spread connections round-robin
+    #[arg(long = "source-ip", value_name = "IP")]
+    source_ip: Vec<IpAddr>,
+
+    /// Worker threads, each with its own poll loop and share of the connections
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = positive)]
+    threads: usize,
+
+    /// Speak the 10-byte length-header protocol (echod --mode framed)
+    #[arg(long, conflicts_with = "udp")]
+    framed: bool,
+
+    /// Send UDP datagrams; loss is reported, not an error
+    #[arg(long)]
+    udp: bool,
+
+    /// Open the connections and hold them without sending until -d expires or SIGINT
+    #[arg(long, conflicts_with_all = ["rate", "messages", "udp"])]
+    idle: bool,
+
+    /// Print one JSON object on stdout instead of the summary
+    #[arg(long)]
+    json: bool,
+}
+
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("'{s}' must be a whole number of at least 1")),
+    }
+}
+
+fn seconds_or_zero(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && (0.0..1e9).contains(&x) => Ok(Duration::from_secs_f64(x)),
+        _ => Err(format!("'{s}' is not a number of seconds")),
+    }
+}
+
+fn seconds(s: &str) -> Result<Duration, String> {
+    match seconds_or_zero(s)? {
+        d if d.is_zero() => Err("must be more than 0 seconds".into()),
+        d => Ok(d),
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let args = Args::parse();
+
+    // First SIGINT/SIGTERM: stop sending, drain, report. Second: exit at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop));
+        let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
+    }
+
+    let mut cfg = BenchConfig::new(args.addr);
+    cfg.connections = args.connections;
+    cfg.length = args.length;
+    cfg.limit = match (args.duration, args.messages) {
+        (_, Some(n)) => Limit::Messages(n),
+        (Some(d), None) => Limit::Duration(d),
+        (None, None) => Limit::Duration(bench::DEFAULT_DURATION),
+    };
+    cfg.pipeline = args.pipeline;
+    cfg.rate = args.rate;
+    cfg.warmup = args.warmup.unwrap_or(Duration::ZERO);
+    cfg.source_ips = args.source_ip;
+    cfg.threads = args.threads;
+    cfg.framed = args.framed;
+    cfg.udp = args.udp;
+    cfg.idle = args.idle;
+    cfg.progress = !args.json && std::io::stderr().is_terminal();
+
+    match bench::run(&cfg, stop) {
+        Ok(report) => {
+            if args.json {
+                match serde_json::to_string(&report) {
+                    Ok(json) => println!("{json}"),
+                    Err(e) => {
+                        eprintln!("echod-bench: cannot encode the report: {e}");
+                        return ExitCode::from(exit::FAILURE);
+                    }
+                }
+            } else {
+                println!("{report}");
+            }
+            ExitCode::from(report.exit_code())
+        }
+        Err(e) => {
+            eprintln!("echod-bench: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

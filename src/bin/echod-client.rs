@@ -1,0 +1,91 @@
+//! `echod-client`: flags -> [`echod::client::run`] -> exit status.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use echod::addr::Endpoint;
+use echod::client::{self, exit, ClientConfig};
+
+const EXIT_HELP: &str = "\
+Modes:
+  (default)  stdin bytes go to the socket unchanged; received bytes go to stdout.
+  --framed   each stdin line (without its newline) is sent as one frame: a 10-byte
+             header (the length, left-aligned decimal) then the payload; each frame
+             received is printed as its payload and a newline.
+  --udp      each stdin line (with its newline) is sent as one datagram; replies are
+             printed verbatim. At stdin EOF, waits up to --timeout (default 2 s) for
+             the replies still owed.
+
+Exit status:
+  0  the server closed after everything was exchanged (UDP: every datagram answered)
+  1  any other error (stdin, stdout, local socket errors)
+  2  bad flags or address
+  3  connection refused
+  4  connection reset by the server
+  5  timeout: connect, idle (nothing moved either way), or UDP replies missing
+  6  protocol error: the server sent something that is not a frame (--framed)";
+
+/// netcat for echod: stdin to the socket, the socket to stdout. At stdin EOF
+/// the client half-closes and reads until the server closes.
+#[derive(Parser, Debug)]
+#[command(name = "echod-client", version, after_help = EXIT_HELP)]
+struct Args {
+    /// Bytes per socket read (the seeds' recv() buffer); every byte is still delivered
+    #[arg(long, value_name = "N", default_value_t = client::DEFAULT_RECV_SIZE,
+          value_parser = parse_positive)]
+    recv_size: usize,
+
+    /// Send each stdin line as one frame; print each received payload as a line
+    #[arg(long, conflicts_with = "udp")]
+    framed: bool,
+
+    /// Send each stdin line as one UDP datagram and print the replies
+    #[arg(long)]
+    udp: bool,
+
+    /// Seconds (fractions allowed) for connect and idle; for UDP also the wait
+    /// for replies after stdin EOF (default 2)
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    timeout: Option<Duration>,
+
+    /// Server address: host:port, [v6]:port or unix:/path
+    #[arg(value_name = "ADDR")]
+    addr: Endpoint,
+}
+
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("'{s}' must be a whole number of at least 1")),
+    }
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
+        return Err(format!("'{s}' must be a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let cfg = ClientConfig {
+        endpoint: args.addr,
+        recv_size: args.recv_size,
+        framed: args.framed,
+        udp: args.udp,
+        timeout: args.timeout,
+    };
+    let stdout = std::io::stdout();
+    match client::run(&cfg, std::io::stdin(), stdout.lock()) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("echod-client: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
