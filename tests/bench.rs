@@ -1,0 +1,287 @@
+//! echod-bench against the real echod (TCP, unix, framed, UDP, idle,
+//! open loop) and against a deliberately corrupting echo server, which it
+//! must catch: non-zero exit and mismatches reported.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::Daemon;
+use serde_json::Value;
+
+/// Kills the child if the test ends early.
+struct Guard(Option<Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs echod-bench with `args` (plus `--json`), bounded by `limit`, and
+/// returns its exit status and parsed report.
+fn bench(args: &[&str], limit: Duration) -> (ExitStatus, Value, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_echod-bench"))
+        .args(args)
+        .arg("--json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn echod-bench");
+    let mut guard = Guard(Some(child));
+    let child = guard.0.as_mut().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "echod-bench {args:?} ran past {limit:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    };
+    guard.0 = None;
+    let stdout = reader.join().unwrap();
+    let stderr = err_reader.join().unwrap();
+    let report = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout:?}\nstderr: {stderr}"));
+    (status, report, stderr)
+}
+
+fn num(v: &Value, path: &str) -> f64 {
+    path.split('.')
+        .fold(v, |v, k| &v[k])
+        .as_f64()
+        .unwrap_or_else(|| panic!("no number at {path} in {v}"))
+}
+
+/// The checks every clean run must pass.
+fn assert_clean(status: ExitStatus, r: &Value, stderr: &str, connections: f64) {
+    assert!(status.success(), "exit {status}: {r}\n{stderr}");
+    assert_eq!(r["ok"], Value::Bool(true), "{r}");
+    assert_eq!(num(r, "connections"), connections, "{r}");
+    for kind in [
+        "mismatch", "short", "reset", "refused", "timeout", "closed", "other",
+    ] {
+        assert_eq!(num(r, &format!("errors.{kind}")), 0.0, "{kind}: {r}");
+    }
+    assert!(num(r, "messages") > 0.0, "{r}");
+}
+
+#[test]
+fn fifty_connections_for_two_seconds_verify_with_plausible_figures() {
+    let d = Daemon::start(&[]);
+    let addr = d.addr().to_string();
+    let (status, r, stderr) = bench(
+        &[&addr, "-c", "50", "-l", "512", "-d", "2"],
+        Duration::from_secs(15),
+    );
+    assert_clean(status, &r, &stderr, 50.0);
+    let duration = num(&r, "duration_s");
+    assert!((1.9..2.5).contains(&duration), "duration {duration}");
+    let messages = num(&r, "messages");
+    let rate = num(&r, "msgs_per_sec");
+    assert!(messages >= 1000.0, "only {messages} messages: {r}");
+    assert!((rate - messages / duration).abs() < 1.0, "{r}");
+    let mb = num(&r, "mb_per_sec");
+    assert!((mb - rate * 512.0 / 1e6).abs() < 0.01, "{r}");
+    let (p50, p90, p99, p999, max) = (
+        num(&r, "latency_us.p50"),
+        num(&r, "latency_us.p90"),
+        num(&r, "latency_us.p99"),
+        num(&r, "latency_us.p999"),
+        num(&r, "latency_us.max"),
+    );
+    assert!(
+        p50 > 0.0 && p50 <= p90 && p90 <= p99 && p99 <= p999 && p999 <= max,
+        "{r}"
+    );
+    // Closed loop, 50 connections, one message each: Little's law bounds
+    // the mean latency by 50 / rate (plus scheduling noise).
+    assert!(num(&r, "latency_us.mean") < 2.0 * 50.0 / rate * 1e6, "{r}");
+}
+
+#[test]
+fn unix_framed_and_pipelined_runs_verify() {
+    let path = common::temp_socket_path("bench");
+    let _ = std::fs::remove_file(&path);
+    let listen = format!("unix:{}", path.display());
+    let d = Daemon::start(&["--listen", &listen]);
+    let target = format!("unix:{}", d.unix_path().display());
+    let (status, r, stderr) = bench(
+        &[
+            &target,
+            "-c",
+            "20",
+            "-l",
+            "100",
+            "-d",
+            "0.5",
+            "--pipeline",
+            "8",
+            "--threads",
+            "2",
+        ],
+        Duration::from_secs(10),
+    );
+    assert_clean(status, &r, &stderr, 20.0);
+    assert_eq!(r["transport"], "unix");
+
+    let framed = Daemon::start(&["--mode", "framed"]);
+    let addr = framed.addr().to_string();
+    let (status, r, stderr) = bench(
+        &[
+            &addr,
+            "-c",
+            "10",
+            "-l",
+            "300",
+            "-n",
+            "20000",
+            "--framed",
+            "--pipeline",
+            "4",
+        ],
+        Duration::from_secs(15),
+    );
+    assert_clean(status, &r, &stderr, 10.0);
+    assert_eq!(
+        num(&r, "messages"),
+        20000.0,
+        "-n counts across connections: {r}"
+    );
+}
+
+#[test]
+fn udp_run_verifies_replies() {
+    let d = Daemon::start(&["--udp", "127.0.0.1:0"]);
+    let addr = d.udp_addr().to_string();
+    let (status, r, stderr) = bench(
+        &[&addr, "--udp", "-c", "8", "-l", "200", "-d", "0.5"],
+        Duration::from_secs(10),
+    );
+    assert_clean(status, &r, &stderr, 8.0);
+    assert_eq!(r["transport"], "udp");
+}
+
+#[test]
+fn idle_holds_connections_open() {
+    let d = Daemon::start(&[]);
+    let addr = d.addr().to_string();
+    let (status, r, stderr) = bench(
+        &[&addr, "-c", "200", "-d", "0.5", "--idle"],
+        Duration::from_secs(10),
+    );
+    assert!(status.success(), "exit {status}: {r}\n{stderr}");
+    assert_eq!(num(&r, "connections_open"), 200.0, "{r}");
+    assert_eq!(num(&r, "messages"), 0.0);
+}
+
+#[test]
+fn rate_is_held_within_five_percent() {
+    let d = Daemon::start(&[]);
+    let addr = d.addr().to_string();
+    let (status, r, stderr) = bench(
+        &[&addr, "--rate", "2000", "-c", "10", "-d", "3"],
+        Duration::from_secs(15),
+    );
+    assert_clean(status, &r, &stderr, 10.0);
+    let achieved = num(&r, "messages") / num(&r, "duration_s");
+    assert!(
+        (achieved - 2000.0).abs() / 2000.0 < 0.05,
+        "asked 2000 msg/s, got {achieved}: {r}"
+    );
+    assert_eq!(r["mode"], "open");
+}
+
+#[test]
+fn refused_connections_exit_3() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let (status, r, _) = bench(&[&addr, "-c", "3", "-d", "1"], Duration::from_secs(10));
+    assert_eq!(status.code(), Some(3), "{r}");
+    assert_eq!(num(&r, "errors.refused"), 3.0);
+    assert_eq!(r["ok"], Value::Bool(false));
+}
+
+/// An echo server (thread per connection) that flips one bit of every
+/// `every`-th byte it echoes.
+fn corrupting_server(every: u64) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { return };
+            thread::spawn(move || corrupt_echo(&mut s, every));
+        }
+    });
+    addr
+}
+
+fn corrupt_echo(s: &mut TcpStream, every: u64) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut buf = [0u8; 4096];
+    let mut offset = 0u64;
+    loop {
+        let n = match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        for (i, b) in buf[..n].iter_mut().enumerate() {
+            if (offset + i as u64 + 1) % every == 0 {
+                *b ^= 0x01;
+            }
+        }
+        offset += n as u64;
+        if s.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn corrupting_server_is_caught() {
+    let addr = corrupting_server(10_007);
+    let (status, r, stderr) = bench(
+        &[&addr, "-c", "4", "-l", "128", "-d", "1"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(status.code(), Some(1), "{r}\n{stderr}");
+    assert_eq!(r["ok"], Value::Bool(false));
+    let mismatches = num(&r, "errors.mismatch");
+    let messages = num(&r, "messages");
+    assert!(mismatches > 0.0, "{r}");
+    // One flipped bit spoils exactly one 128-byte message in ~78.
+    let expected = (messages + mismatches) * 128.0 / 10_007.0;
+    assert!(
+        (mismatches - expected).abs() <= expected * 0.2 + 4.0,
+        "{mismatches} mismatches, expected about {expected}: {r}"
+    );
+    let samples = r["error_samples"].to_string();
+    assert!(samples.contains("came back different"), "{samples}");
+}

@@ -1,0 +1,250 @@
+//! echod-client against the real echod: 1 MB round trips over TCP, a unix
+//! socket and UDP (also with the seeds' `recv(7)`), framed lines, and the
+//! exit statuses for refused connections, bad addresses and idle timeouts.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::Daemon;
+
+/// Upper bound for one client run.
+const CLIENT_LIMIT: Duration = Duration::from_secs(20);
+
+/// Kills the child if the test ends early (panic or timeout).
+struct Guard(Option<Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+struct Output {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+/// Runs echod-client with `args`, feeding `input` on stdin (then EOF), and
+/// collects its output; panics if it runs longer than [`CLIENT_LIMIT`].
+fn client(args: &[&str], input: Vec<u8>) -> Output {
+    client_with_stdin(args, Some(input), CLIENT_LIMIT)
+}
+
+/// As [`client`]; `None` keeps stdin open (no EOF) for the whole run.
+fn client_with_stdin(args: &[&str], input: Option<Vec<u8>>, limit: Duration) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_echod-client"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn echod-client");
+    let mut guard = Guard(Some(child));
+    let child = guard.0.as_mut().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = thread::spawn(move || {
+        if let Some(input) = input {
+            // The client may exit early (e.g. refused): a broken pipe is fine.
+            let _ = stdin.write_all(&input);
+            drop(stdin);
+        } else {
+            thread::sleep(CLIENT_LIMIT);
+            drop(stdin);
+        }
+    });
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "echod-client {args:?} did not finish within {limit:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    };
+    guard.0 = None;
+    drop(feeder);
+    Output {
+        status,
+        stdout: reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+    }
+}
+
+/// 1 MB of bytes that are not a repeating short pattern.
+fn megabyte() -> Vec<u8> {
+    let mut x: u32 = 0x1234_5678;
+    (0..1 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// 1 MB as text lines (UDP and framed modes are line-based).
+fn megabyte_of_lines() -> Vec<u8> {
+    let mut text = Vec::new();
+    let mut i = 0u64;
+    while text.len() < 1 << 20 {
+        writeln!(
+            text,
+            "line {i:06}: the quick brown fox jumps over the lazy dog {}",
+            i * 7919
+        )
+        .unwrap();
+        i += 1;
+    }
+    text
+}
+
+fn assert_same(out: &Output, input: &[u8]) {
+    assert!(out.status.success(), "exit {}: {}", out.status, out.stderr);
+    assert_eq!(
+        out.stdout.len(),
+        input.len(),
+        "length differs; stderr: {}",
+        out.stderr
+    );
+    assert!(out.stdout == input, "content differs");
+}
+
+#[test]
+fn one_megabyte_round_trips_over_tcp() {
+    let d = Daemon::start(&[]);
+    let addr = d.addr().to_string();
+    let data = megabyte();
+    assert_same(&client(&[&addr], data.clone()), &data);
+}
+
+#[test]
+fn one_megabyte_round_trips_with_recv_size_7() {
+    let d = Daemon::start(&[]);
+    let addr = d.addr().to_string();
+    let data = megabyte();
+    assert_same(&client(&["--recv-size", "7", &addr], data.clone()), &data);
+}
+
+#[test]
+fn one_megabyte_round_trips_over_a_unix_socket() {
+    let path = common::temp_socket_path("client");
+    let _ = std::fs::remove_file(&path);
+    let listen = format!("unix:{}", path.display());
+    let d = Daemon::start(&["--listen", &listen]);
+    let target = format!("unix:{}", d.unix_path().display());
+    let data = megabyte();
+    assert_same(&client(&[&target], data.clone()), &data);
+    assert_same(&client(&["--recv-size", "7", &target], data.clone()), &data);
+}
+
+#[test]
+fn one_megabyte_of_lines_round_trips_over_udp() {
+    let d = Daemon::start(&["--udp", "127.0.0.1:0"]);
+    let addr = d.udp_addr().to_string();
+    let lines = megabyte_of_lines();
+    assert_same(&client(&["--udp", &addr], lines.clone()), &lines);
+    // --recv-size is for streams; datagrams are still read whole.
+    assert_same(
+        &client(&["--udp", "--recv-size", "7", &addr], lines.clone()),
+        &lines,
+    );
+}
+
+#[test]
+fn framed_lines_come_back_as_lines() {
+    let d = Daemon::start(&["--mode", "framed"]);
+    let addr = d.addr().to_string();
+    let input = b"hello\n\nsecond line with spaces\nno newline at the end".to_vec();
+    let out = client(&["--framed", &addr], input);
+    assert!(out.status.success(), "exit {}: {}", out.status, out.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello\n\nsecond line with spaces\nno newline at the end\n"
+    );
+    let lines = megabyte_of_lines();
+    let out = client(&["--framed", "--recv-size", "7", &addr], lines.clone());
+    assert_same(&out, &lines);
+}
+
+#[test]
+fn refused_connection_is_one_line_and_exit_3() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let out = client(&[&addr], b"hi\n".to_vec());
+    assert_eq!(out.status.code(), Some(3), "{}", out.stderr);
+    assert_eq!(
+        out.stderr.trim_end(),
+        format!("echod-client: connection refused: {addr}")
+    );
+}
+
+#[test]
+fn bad_address_exits_2() {
+    for args in [
+        &["not-an-address"][..],
+        &["--udp", "unix:/tmp/x.sock"],
+        &["--recv-size", "0", "127.0.0.1:1"],
+    ] {
+        let out = client(args, Vec::new());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn idle_timeout_exits_5() {
+    let d = Daemon::start(&[]);
+    let addr = d.addr().to_string();
+    let start = Instant::now();
+    let out = client_with_stdin(&["--timeout", "0.3", &addr], None, Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(5), "{}", out.stderr);
+    assert!(out.stderr.contains("idle timeout"), "{}", out.stderr);
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn server_reset_exits_4() {
+    // A server that accepts, reads a little, and resets (SO_LINGER 0).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut buf = [0u8; 16];
+            let _ = s.read(&mut buf);
+            let sock = socket2::SockRef::from(&s);
+            let _ = sock.set_linger(Some(Duration::ZERO));
+        }
+    });
+    let out = client(&[&addr], b"hello\n".to_vec());
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
+    assert!(out.stderr.contains("connection reset"), "{}", out.stderr);
+}
