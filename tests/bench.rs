@@ -253,7 +253,7 @@ fn corrupt_echo(s: &mut TcpStream, every: u64) {
             Ok(n) => n,
         };
         for (i, b) in buf[..n].iter_mut().enumerate() {
-            if (offset + i as u64 + 1) % every == 0 {
+            if (offset + i as u64 + 1).is_multiple_of(every) {
                 *b ^= 0x01;
             }
         }
