@@ -43,10 +43,10 @@ fuzz:
 
 ## The benchmark matrix against the C and tokio peers (docs/BENCHMARKS.md).
 bench:
-	bash bench/run.sh full
+	python3 bench/run.py full
 
 bench-quick:
-	bash bench/run.sh quick
+	python3 bench/run.py quick
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,420 @@
+#!/usr/bin/env python3
+"""The benchmark: echod against a lean C epoll echo server and a tokio echo
+server, all under the same echod-bench load, side by side.
+
+    bench/run.py full   # the whole matrix, writes docs/BENCHMARKS.md (+ PNG)
+    bench/run.py quick  # the two key cells, prints a table (under two minutes)
+
+Every run starts a fresh server pinned to CPU 0 (`taskset -c 0`) and one
+echod-bench pinned to CPU 1, on loopback only. Servers are run one after
+another, alternating their order across rounds, so slow drifts of a shared
+machine hit all of them alike. Server CPU per message is utime+stime from
+/proc/PID/stat over the bench run, divided by the verified messages.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+
+ECHOD = ROOT / "target" / "release" / "echod"
+BENCH = ROOT / "target" / "release" / "echod-bench"
+C_PEER = RESULTS / "c-epoll-echo"
+TOKIO_PEER = ROOT / "bench" / "peers" / "tokio-echo" / "target" / "release" / "tokio-echo"
+
+
+def servers(workers=1):
+    return {
+        "echod": [str(ECHOD), "--listen", "127.0.0.1:0", "--max-connections", "20000",
+                  "--workers", str(workers)],
+        "c-epoll": [str(C_PEER), "127.0.0.1", "0"],
+        "tokio": [str(TOKIO_PEER), "127.0.0.1:0"],
+    }
+
+
+def sh(cmd, **kw):
+    print("+", " ".join(map(str, cmd)), file=sys.stderr, flush=True)
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def build():
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    sh(["cargo", "build", "--release", "--bin", "echod", "--bin", "echod-bench"], cwd=ROOT)
+    sh(["cc", "-O2", "-o", str(C_PEER), str(ROOT / "bench" / "peers" / "c-epoll-echo.c")])
+    sh(["cargo", "build", "--release"], cwd=ROOT / "bench" / "peers" / "tokio-echo")
+
+
+class Server:
+    """A server process pinned to SERVER_CPU; `addr` from its listening line."""
+
+    def __init__(self, argv, cpus=SERVER_CPU):
+        env = dict(os.environ, RUST_LOG="warn,echod::server=info")
+        self.proc = subprocess.Popen(["taskset", "-c", cpus] + argv, stderr=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, text=True, env=env)
+        deadline = time.time() + 10
+        self.addr = None
+        while time.time() < deadline:
+            line = self.proc.stderr.readline()
+            m = re.search(r"listening on (\S+) \(tcp\)", line)
+            if m:
+                self.addr = m.group(1)
+                break
+        if not self.addr:
+            self.stop()
+            raise RuntimeError(f"{argv[0]} did not start")
+
+    def cpu_ticks(self):
+        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()
+        return int(fields[11]) + int(fields[12])
+
+    def rss_kib(self):
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def fds(self):
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def bench_argv(addr, conns, length, depth, duration, extra=()):
+    return ["taskset", "-c", LOAD_CPU, str(BENCH), addr, "-c", str(conns), "-l", str(length),
+            "-d", str(duration), "--pipeline", str(depth), "--json", *extra]
+
+
+def run_cell(name, argv, conns, length, depth, duration, cpus=SERVER_CPU):
+    server = Server(argv, cpus)
+    try:
+        # taskset execs, so the pid we hold is the server's own.
+        t0 = server.cpu_ticks()
+        out = subprocess.run(bench_argv(server.addr, conns, length, depth, duration),
+                             capture_output=True, text=True, timeout=duration + 120)
+        t1 = server.cpu_ticks()
+    finally:
+        server.stop()
+    report = json.loads(out.stdout)
+    msgs = max(report["messages"], 1)
+    return {
+        "server": name, "conns": conns, "length": length, "depth": depth,
+        "msgs_per_sec": report["msgs_per_sec"],
+        "p50_us": report["latency_us"]["p50"], "p99_us": report["latency_us"]["p99"],
+        "max_us": report["latency_us"]["max"],
+        "cpu_us_per_msg": (t1 - t0) * 1e6 / CLK_TCK / msgs,
+        "ok": report["ok"] and out.returncode == 0,
+    }
+
+
+def matrix(mode):
+    if mode == "quick":
+        return [(50, 64, 1), (50, 64, 16)]
+    cells = [(c, l, 1) for c in (1, 50, 500, 2000) for l in (64, 512, 4096)]
+    return cells + [(50, l, 16) for l in (64, 512, 4096)]
+
+
+def run_matrix(cells, rounds, duration):
+    results = []
+    names = list(servers())
+    for r in range(rounds):
+        for cell in cells:
+            order = names[r % len(names):] + names[:r % len(names)]
+            for name in order:
+                res = run_cell(name, servers()[name], *cell, duration)
+                res["round"] = r
+                results.append(res)
+                print(f"round {r} {name:8} c={cell[0]:<5} l={cell[1]:<5} k={cell[2]:<3} "
+                      f"{res['msgs_per_sec']:>12,.0f} msg/s  p99 {res['p99_us']:>9.1f} us  "
+                      f"cpu {res['cpu_us_per_msg']:.3f} us/msg  ok={res['ok']}",
+                      file=sys.stderr, flush=True)
+    return results
+
+
+def count_syscalls(name, argv, duration=5):
+    """Syscalls per message at depth 1, 50 connections, 64 B (perf tracepoints)."""
+    server = Server(argv)
+    out_file = RESULTS / f"syscalls-{name}.txt"
+    try:
+        perf = subprocess.Popen(["perf", "stat", "-x", ",", "-o", str(out_file), "-p",
+                                 str(server.proc.pid), "-e", "syscalls:sys_enter_*"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # let perf attach to every tracepoint
+        out = subprocess.run(bench_argv(server.addr, 50, 64, 1, duration),
+                             capture_output=True, text=True, timeout=duration + 60)
+        time.sleep(0.2)
+        perf.send_signal(signal.SIGINT)
+        perf.wait(timeout=30)
+    finally:
+        server.stop()
+    msgs = max(json.loads(out.stdout)["messages"], 1)
+    counts = {}
+    for line in out_file.read_text().splitlines():
+        parts = line.split(",")
+        if len(parts) > 2 and parts[2].startswith("syscalls:sys_enter_"):
+            try:
+                n = int(parts[0])
+            except ValueError:
+                continue
+            if n:
+                counts[parts[2].removeprefix("syscalls:sys_enter_")] = n
+    return {"server": name, "messages": msgs, "counts": counts,
+            "per_msg": sum(counts.values()) / msgs}
+
+
+def idle_memory(name, argv, conns=10000, hold=6):
+    server = Server(argv)
+    try:
+        time.sleep(0.3)
+        before = server.rss_kib()
+        bench = subprocess.Popen(["taskset", "-c", LOAD_CPU, str(BENCH), server.addr, "-c",
+                                  str(conns), "-l", "64", "-d", str(hold), "--idle", "--json"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        deadline = time.time() + hold + 30
+        while server.fds() < conns and time.time() < deadline and bench.poll() is None:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        held = server.fds()
+        after = server.rss_kib()
+        bench.communicate(timeout=hold + 60)
+    finally:
+        server.stop()
+    return {"server": name, "conns": conns, "held_fds": held, "rss_before_kib": before,
+            "rss_after_kib": after, "kib_per_conn": (after - before) / conns}
+
+
+def workers_figure(rounds, duration):
+    rows = []
+    for r in range(rounds):
+        for cell in [(50, 64, 16), (500, 64, 1)]:
+            for workers, cpus in [(1, SERVER_CPU), (2, "0,1")]:
+                res = run_cell(f"echod x{workers}", servers(workers)["echod"], *cell, duration, cpus)
+                res["round"] = r
+                res["workers"] = workers
+                rows.append(res)
+                print(f"workers={workers} {cell} {res['msgs_per_sec']:,.0f} msg/s "
+                      f"cpu {res['cpu_us_per_msg']:.3f}", file=sys.stderr, flush=True)
+    return rows
+
+
+def med(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def spread(values):
+    m = med(values)
+    if not values or not m:
+        return "n/a"
+    return f"±{(max(values) - min(values)) / 2 / m * 100:.0f}%"
+
+
+def summarize(results):
+    table = {}
+    for r in results:
+        key = (r["conns"], r["length"], r["depth"])
+        table.setdefault(key, {}).setdefault(r["server"], []).append(r)
+    return table
+
+
+def machine():
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    rustc = subprocess.run(["rustc", "-V"], capture_output=True, text=True).stdout.strip()
+    cc = subprocess.run(["cc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    return (f"{os.cpu_count()} cores ({model}), {platform.system()} {platform.release()}, "
+            f"{rustc}, {cc}")
+
+
+def plot(table, path):
+    try:
+        import matplotlib
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "matplotlib"], check=False)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib unavailable: no plot", file=sys.stderr)
+        return False
+    lengths = (64, 512, 4096)
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5), sharex=True)
+    for col, length in enumerate(lengths):
+        for name, style in (("echod", "o-"), ("c-epoll", "s--"), ("tokio", "^:")):
+            xs, rate, cpu = [], [], []
+            for conns in (1, 50, 500, 2000):
+                runs = table.get((conns, length, 1), {}).get(name, [])
+                if runs:
+                    xs.append(conns)
+                    rate.append(med([r["msgs_per_sec"] for r in runs]) / 1000)
+                    cpu.append(med([r["cpu_us_per_msg"] for r in runs]))
+            axes[0][col].plot(xs, rate, style, label=name)
+            axes[1][col].plot(xs, cpu, style, label=name)
+        axes[0][col].set_title(f"{length} B messages, depth 1")
+        axes[0][col].set_xscale("log")
+        axes[1][col].set_xlabel("connections")
+        axes[0][col].set_ylim(bottom=0)
+        axes[1][col].set_ylim(bottom=0)
+    axes[0][0].set_ylabel("thousand messages / s")
+    axes[1][0].set_ylabel("server CPU µs / message")
+    axes[0][0].legend()
+    fig.suptitle("echod vs C epoll vs tokio (server on CPU 0, echod-bench on CPU 1; medians)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    return True
+
+
+def write_report(args, table, syscalls, memory, workers, command):
+    out = []
+    w = out.append
+    w("# Benchmarks: echod beside a C epoll server and tokio\n")
+    w("Generated by `make bench` (`bench/run.py full`); every figure below comes from "
+      "one run of it, all three servers under the same load in the same run.\n")
+    w(f"- Machine: {machine()}.")
+    w(f"- Command: `{command}` ({args.rounds} rounds, {args.duration} s per run, servers "
+      "alternating their order each round).")
+    w("- Server pinned to CPU 0, echod-bench to CPU 1 (`taskset`), loopback only. Each run starts "
+      "a fresh server. CPU per message = server utime+stime (/proc/PID/stat) over the bench "
+      "run / verified messages (includes accepting the connections).")
+    w("- Peers: `bench/peers/c-epoll-echo.c` (edge-triggered epoll, one buffer, write at once, "
+      "queue only the remainder; `cc -O2`) and `bench/peers/tokio-echo` (current-thread "
+      "runtime, a task per connection, `read`/`write_all`).")
+    w("- Medians over the rounds; `±` is half the min-max range over the rounds, relative to "
+      "the median. Latencies from echod-bench's HDR histogram, in µs.\n")
+
+    w("## Depth 1 (one message in flight per connection)\n")
+    w("| conns | bytes | server | msgs/s | ± | p50 µs | p99 µs | max µs | CPU µs/msg | ± | "
+      "CPU echod/peer |")
+    w("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    keys = sorted(table)
+    for key in [k for k in keys if k[2] == 1] + [k for k in keys if k[2] != 1]:
+        if key[2] != 1 and key == [k for k in keys if k[2] != 1][0]:
+            w("\n## Depth 16 (sixteen messages in flight per connection)\n")
+            w("| conns | bytes | server | msgs/s | ± | p50 µs | p99 µs | max µs | CPU µs/msg | ± | "
+              "CPU echod/peer |")
+            w("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        cell = table[key]
+        echod_cpu = med([r["cpu_us_per_msg"] for r in cell.get("echod", [])])
+        for name in ("echod", "c-epoll", "tokio"):
+            runs = cell.get(name, [])
+            if not runs:
+                continue
+            cpu = [r["cpu_us_per_msg"] for r in runs]
+            rate = [r["msgs_per_sec"] for r in runs]
+            ratio = "" if name == "echod" else f"{echod_cpu / med(cpu):.2f}"
+            bad = "" if all(r["ok"] for r in runs) else " (errors!)"
+            w(f"| {key[0]} | {key[1]} | {name}{bad} | {med(rate):,.0f} | {spread(rate)} | "
+              f"{med([r['p50_us'] for r in runs]):.0f} | {med([r['p99_us'] for r in runs]):.0f} | "
+              f"{med([r['max_us'] for r in runs]):.0f} | {med(cpu):.3f} | {spread(cpu)} | {ratio} |")
+
+    if syscalls:
+        w("\n## Syscalls per message (depth 1, 50 connections, 64 B)\n")
+        w("Counted with `perf stat -e 'syscalls:sys_enter_*' -p PID` over a whole 5 s bench run "
+          "(connection setup included).\n")
+        w("| server | messages | syscalls/msg | breakdown |")
+        w("|---|---:|---:|---|")
+        for s in syscalls:
+            breakdown = ", ".join(f"{k} {v / s['messages']:.3f}" for k, v in
+                                  sorted(s["counts"].items(), key=lambda kv: -kv[1]))
+            w(f"| {s['server']} | {s['messages']:,} | {s['per_msg']:.3f} | {breakdown} |")
+    if memory:
+        w("\n## Memory per idle connection (10,000 connections, `echod-bench --idle`)\n")
+        w("RSS growth of the server process while 10,000 idle connections are held, divided by "
+          "the connections. The kernel's own per-socket memory (socket structs, buffers) is not "
+          "in RSS; see the note below.\n")
+        w("| server | fds held | RSS before KiB | RSS held KiB | KiB per connection |")
+        w("|---|---:|---:|---:|---:|")
+        for m in memory:
+            w(f"| {m['server']} | {m['held_fds']:,} | {m['rss_before_kib']:,} | "
+              f"{m['rss_after_kib']:,} | {m['kib_per_conn']:.3f} |")
+    if workers:
+        w("\n## One worker or two (`--workers`)\n")
+        w("One worker pinned to CPU 0; two workers allowed CPUs 0 and 1, while echod-bench stays "
+          "on CPU 1. On this 2-core machine the second worker competes with the load generator "
+          "for CPU 1, so this shows the cost of sharing a core, not the scaling a machine with "
+          "spare cores would show.\n")
+        w("| cell (conns, bytes, depth) | workers | msgs/s | p99 µs | CPU µs/msg |")
+        w("|---|---:|---:|---:|---:|")
+        for cell in sorted({(r["conns"], r["length"], r["depth"]) for r in workers}):
+            for n in (1, 2):
+                runs = [r for r in workers if r["workers"] == n and
+                        (r["conns"], r["length"], r["depth"]) == cell]
+                w(f"| {cell} | {n} | {med([r['msgs_per_sec'] for r in runs]):,.0f} | "
+                  f"{med([r['p99_us'] for r in runs]):.0f} | "
+                  f"{med([r['cpu_us_per_msg'] for r in runs]):.3f} |")
+    return "\n".join(out) + "\n"
+
+
+START, END = "<!-- generated by bench/run.py: start -->", "<!-- generated by bench/run.py: end -->"
+
+
+def write_between_markers(path, report):
+    """Replaces the generated part of `path`, keeping hand-written analysis around it."""
+    block = f"{START}\n{report}{END}\n"
+    old = path.read_text() if path.exists() else ""
+    if START in old and END in old:
+        head, rest = old.split(START, 1)
+        tail = rest.split(END, 1)[1].lstrip("\n")
+        path.write_text(head + block + tail)
+    else:
+        path.write_text(block + old)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=["full", "quick"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=None)
+    parser.add_argument("--out", default=None,
+                        help="default: docs/BENCHMARKS.md (full), bench/results/quick.md (quick)")
+    args = parser.parse_args()
+    if args.duration is None:
+        args.duration = 3 if args.mode == "quick" else 4
+    command = f"make bench" if args.mode == "full" else "make bench-quick"
+    build()
+    results = run_matrix(matrix(args.mode), args.rounds, args.duration)
+    table = summarize(results)
+    syscalls = memory = workers = []
+    if args.mode == "full":
+        syscalls = [count_syscalls(n, servers()[n]) for n in ("echod", "c-epoll")]
+        memory = [idle_memory(n, servers()[n]) for n in ("echod", "c-epoll", "tokio")]
+        workers = workers_figure(args.rounds, args.duration)
+    raw = {"results": results, "syscalls": syscalls, "memory": memory, "workers": workers}
+    (RESULTS / f"{args.mode}.json").write_text(json.dumps(raw, indent=1))
+    report = write_report(args, table, syscalls, memory, workers, command)
+    if args.mode == "full":
+        png = ROOT / "docs" / "benchmarks.png"
+        if plot(table, png):
+            report += "\n![messages/s and server CPU per message](benchmarks.png)\n"
+    out = Path(args.out or (ROOT / "docs" / "BENCHMARKS.md" if args.mode == "full"
+                            else RESULTS / "quick.md"))
+    write_between_markers(out, report)
+    print(report)
+    print(f"written: {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
