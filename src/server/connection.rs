@@ -28,6 +28,29 @@ pub const READ_BUDGET: usize = 256 * 1024;
 /// written to the peer) before it is closed regardless.
 pub const DRAIN_LINGER: Duration = Duration::from_secs(2);
 
+/// After our FIN: close once the peer has sent nothing for this long (its
+/// in-flight bytes have arrived, so closing cannot reset away our echoes).
+/// nginx's `lingering_timeout` is the same idea (5 s there; loopback and LAN
+/// peers need far less, and shutdown should not wait on idle clients).
+pub const LINGER_QUIET: Duration = Duration::from_millis(500);
+
+/// After our FIN: close at the latest this long later, even if the peer keeps
+/// sending (nginx's `lingering_time`).
+pub const LINGER_MAX: Duration = Duration::from_secs(2);
+
+/// The bookkeeping of a connection we are ending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drain {
+    pub reason: CloseReason,
+    /// Hard deadline. Pushed back by each write that makes progress, except
+    /// when shutting down (the shutdown deadline is fixed).
+    pub until: Instant,
+    /// Set when our FIN has been sent: closed once no input arrived until then.
+    pub quiet_until: Option<Instant>,
+    /// The peer's FIN has been read.
+    pub peer_eof: bool,
+}
+
 /// Where a connection is in its life. Only `Connection::set_phase` changes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -36,13 +59,8 @@ pub enum Phase {
     /// Peer sent FIN: echo what is owed, then close.
     PeerClosed,
     /// We are ending it: flush what is owed, half-close, discard input until
-    /// EOF or `until`. `peer_eof` once the peer's FIN has been read.
-    Draining {
-        reason: CloseReason,
-        until: Instant,
-        write_shut: bool,
-        peer_eof: bool,
-    },
+    /// EOF, a quiet spell, or the deadline.
+    Draining(Drain),
     /// Done; removed from the slab after this event batch.
     Closed(CloseReason),
 }
@@ -113,7 +131,7 @@ impl Connection {
 
     /// Whether the connection is being ended by us (needs deadline checks).
     pub fn is_draining(&self) -> bool {
-        matches!(self.phase, Phase::Draining { .. })
+        matches!(self.phase, Phase::Draining(_))
     }
 
     /// When the last byte moved either way.
@@ -144,35 +162,45 @@ impl Connection {
     }
 
     /// Starts ending the connection for `reason`: what is owed is still
-    /// flushed, then we half-close and discard input until EOF or `until`.
+    /// flushed, then we half-close and discard input until EOF, a quiet
+    /// spell, or `until`. A later call may only bring `until` closer.
     pub fn begin_draining(&mut self, reason: CloseReason, until: Instant) {
         match self.phase {
             Phase::Open | Phase::PeerClosed => {
                 let peer_eof = self.phase == Phase::PeerClosed;
-                self.set_phase(Phase::Draining {
+                self.set_phase(Phase::Draining(Drain {
                     reason,
                     until,
-                    write_shut: false,
+                    quiet_until: None,
                     peer_eof,
-                });
+                }));
             }
-            Phase::Draining {
-                reason: old,
-                until: old_until,
-                write_shut,
-                peer_eof,
-            } if until < old_until => {
-                // Shutdown may shorten an idle/once drain, never lengthen it.
-                let _ = old;
-                self.set_phase(Phase::Draining {
+            Phase::Draining(drain) if until < drain.until => {
+                self.set_phase(Phase::Draining(Drain {
                     reason,
                     until,
-                    write_shut,
-                    peer_eof,
-                });
+                    ..drain
+                }));
             }
             _ => {}
         }
+    }
+
+    /// Timer check for a draining connection: closes it if its quiet spell
+    /// or its deadline has passed. Returns whether it is now closed.
+    pub fn drain_expired(&mut self, now: Instant) -> bool {
+        let Phase::Draining(drain) = self.phase else {
+            return false;
+        };
+        if now >= drain.until {
+            self.set_phase(Phase::Closed(CloseReason::DrainTimeout));
+            return true;
+        }
+        if drain.quiet_until.is_some_and(|q| now >= q) {
+            self.set_phase(Phase::Closed(drain.reason));
+            return true;
+        }
+        false
     }
 
     /// Closes at once (deadline passed); the socket is dropped when reaped.
@@ -204,51 +232,37 @@ impl Connection {
                     self.set_phase(Phase::Closed(CloseReason::PeerClosed));
                     return Next::Reap(CloseReason::PeerClosed);
                 }
-                Phase::Draining {
-                    reason,
-                    until,
-                    write_shut: false,
-                    peer_eof,
-                } if self.queue.is_empty() => {
-                    if peer_eof {
-                        self.set_phase(Phase::Closed(reason));
-                        return Next::Reap(reason);
+                Phase::Draining(drain) if self.queue.is_empty() => {
+                    if drain.peer_eof {
+                        self.set_phase(Phase::Closed(drain.reason));
+                        return Next::Reap(drain.reason);
                     }
-                    // Owed bytes are out: FIN, then drain input so our close
-                    // does not turn into a reset that wipes the last echoes.
-                    if self.stream.shutdown_write().is_err() {
-                        self.set_phase(Phase::Closed(reason));
-                        return Next::Reap(reason);
+                    if drain.quiet_until.is_none() {
+                        // Owed bytes are out: FIN, then drain input so our
+                        // close does not become a reset that wipes the last
+                        // echoes.
+                        if self.stream.shutdown_write().is_err() {
+                            self.set_phase(Phase::Closed(drain.reason));
+                            return Next::Reap(drain.reason);
+                        }
+                        let now = shared.now;
+                        self.set_phase(Phase::Draining(Drain {
+                            until: drain.until.min(now + LINGER_MAX),
+                            quiet_until: Some(now + LINGER_QUIET),
+                            ..drain
+                        }));
                     }
-                    self.set_phase(Phase::Draining {
-                        reason,
-                        until,
-                        write_shut: true,
-                        peer_eof,
-                    });
-                }
-                Phase::Draining {
-                    reason,
-                    write_shut: true,
-                    peer_eof: true,
-                    ..
-                } => {
-                    self.set_phase(Phase::Closed(reason));
-                    return Next::Reap(reason);
                 }
                 _ => {}
             }
             if self.paused && self.queue.len() <= shared.queue_limit / 2 {
                 self.paused = false;
             }
-            let wants_input = matches!(
-                self.phase,
-                Phase::Open
-                    | Phase::Draining {
-                        peer_eof: false,
-                        ..
-                    }
-            );
+            let wants_input = match self.phase {
+                Phase::Open => true,
+                Phase::Draining(drain) => !drain.peer_eof,
+                Phase::PeerClosed | Phase::Closed(_) => false,
+            };
             if !wants_input || !self.readable || self.paused {
                 return Next::Wait;
             }
@@ -305,25 +319,30 @@ impl Connection {
                 }
                 self.set_phase(Phase::PeerClosed);
             }
-            Phase::Draining {
-                reason,
-                until,
-                write_shut,
-                ..
-            } => self.set_phase(Phase::Draining {
-                reason,
-                until,
-                write_shut,
+            Phase::Draining(drain) => self.set_phase(Phase::Draining(Drain {
                 peer_eof: true,
-            }),
+                ..drain
+            })),
             _ => {}
         }
     }
 
     /// What the bytes just read mean in the current phase and mode.
     fn on_input(&mut self, input: &[u8], shared: &mut Shared) -> io::Result<()> {
-        if self.phase != Phase::Open {
-            return Ok(()); // draining: input after our decision is discarded
+        match self.phase {
+            Phase::Open => {}
+            Phase::Draining(drain) => {
+                // Input after our decision is discarded; while it keeps
+                // coming after our FIN, the quiet spell starts over.
+                if drain.quiet_until.is_some() {
+                    self.set_phase(Phase::Draining(Drain {
+                        quiet_until: Some(shared.now + LINGER_QUIET),
+                        ..drain
+                    }));
+                }
+                return Ok(());
+            }
+            Phase::PeerClosed | Phase::Closed(_) => return Ok(()),
         }
         let once = shared.once;
         match self.decoder.as_mut() {
@@ -428,20 +447,12 @@ impl Connection {
     /// A write made progress: a draining connection earns more time, unless
     /// it is draining for shutdown, whose deadline is fixed.
     fn note_progress(&mut self, now: Instant) {
-        if let Phase::Draining {
-            reason,
-            write_shut,
-            peer_eof,
-            ..
-        } = self.phase
-        {
-            if reason != CloseReason::Shutdown {
-                self.set_phase(Phase::Draining {
-                    reason,
+        if let Phase::Draining(drain) = self.phase {
+            if drain.reason != CloseReason::Shutdown && drain.quiet_until.is_none() {
+                self.set_phase(Phase::Draining(Drain {
                     until: now + DRAIN_LINGER,
-                    write_shut,
-                    peer_eof,
-                });
+                    ..drain
+                }));
             }
         }
     }

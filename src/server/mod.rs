@@ -567,11 +567,13 @@ impl Worker {
         for (key, entry) in self.entries.iter_mut() {
             let Entry::Conn(conn) = entry else { continue };
             match conn.phase() {
-                connection::Phase::Draining { until, .. } if now >= until => {
-                    conn.force_close(CloseReason::DrainTimeout);
-                    self.doomed.push(key);
+                connection::Phase::Draining(_) => {
+                    if conn.drain_expired(now) {
+                        self.doomed.push(key);
+                    } else {
+                        draining += 1;
+                    }
                 }
-                connection::Phase::Draining { .. } => draining += 1,
                 connection::Phase::Open | connection::Phase::PeerClosed if check_idle => {
                     if let Some(limit) = idle {
                         if now.saturating_duration_since(conn.last_active()) >= limit {
