@@ -150,6 +150,11 @@ impl Config {
                 "--max-frame cannot exceed 9999999999 (ten decimal digits)".into(),
             ));
         }
+        if let Some(unix) = args.udp.iter().find(|e| e.inet().is_none()) {
+            return Err(ConfigError(format!(
+                "--udp {unix}: UDP needs host:port or [v6]:port, not a unix path"
+            )));
+        }
         let queue_limit = usize::try_from(args.queue_limit)
             .ok()
             .filter(|&n| n >= 1)

@@ -11,8 +11,8 @@
 //! 3. serve the ready list: connections that hit their read budget and
 //!    listeners that hit their accept cap (edge-triggered readiness does not
 //!    come back by itself);
-//! 4. reap connections that closed during this turn, never mid-batch;
-//! 5. timers: idle sweep, drain deadlines, accept pause, shutdown deadline.
+//! 4. timers: idle sweep, drain deadlines, accept pause, shutdown deadline;
+//! 5. reap connections that closed during this turn, never mid-batch.
 
 pub mod connection;
 pub mod listener;
@@ -274,8 +274,8 @@ impl Worker {
             for key in serving.drain(..) {
                 self.serve(key);
             }
-            self.reap();
             self.run_timers();
+            self.reap();
             if let Some(deadline) = self.shutdown_deadline {
                 if self.connections == 0 {
                     break;
@@ -691,11 +691,7 @@ fn bind_all(config: &Config) -> Result<Vec<WorkerSockets>, ServerError> {
     }
     for endpoint in &config.udp {
         let Endpoint::Inet(addr) = endpoint else {
-            return Err(ServerError::Bind(BindError::Io {
-                endpoint: endpoint.clone(),
-                what: "serve UDP on",
-                source: io::Error::new(io::ErrorKind::InvalidInput, "UDP needs host:port"),
-            }));
+            continue; // Config::from_args refuses unix paths for --udp
         };
         let addr: SocketAddr = if reuse_port {
             listener::probe_inet(*addr, true)?
