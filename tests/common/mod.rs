@@ -256,3 +256,43 @@ pub fn require_tool(tool: &str) -> bool {
     }
     found
 }
+
+/// The seeds' frame: the payload length left-aligned in a 10-byte header
+/// (`f"{len(msg):<10}"`), then the payload.
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:<10}", payload.len()).into_bytes();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Reads until the peer's FIN and returns everything before it. Panics,
+/// naming the error kind, if the stream ends any other way (a reset, a
+/// timeout): the tests that use it pin "a clean EOF, not a reset".
+pub fn read_to_clean_eof(s: &mut impl Read) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!(
+                "expected a clean EOF after {} bytes, got {:?}: {e}",
+                out.len(),
+                e.kind()
+            ),
+        }
+    }
+}
+
+/// A `/proc/PID/status` field in KiB (`VmRSS`, `VmHWM` = peak RSS, ...).
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let prefix = format!("{field}:");
+    status
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
