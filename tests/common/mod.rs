@@ -35,7 +35,10 @@ impl Daemon {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
         cmd.args(args)
-            .env("RUST_LOG", std::env::var("ECHOD_TEST_LOG").unwrap_or("debug".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("ECHOD_TEST_LOG").unwrap_or("debug".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -113,7 +116,10 @@ impl Daemon {
             if log.contains(needle) {
                 return log;
             }
-            assert!(Instant::now() < deadline, "log never said {needle:?}:\n{log}");
+            assert!(
+                Instant::now() < deadline,
+                "log never said {needle:?}:\n{log}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -137,7 +143,10 @@ impl Daemon {
                 self.child = None;
                 return status;
             }
-            assert!(Instant::now() < deadline, "echod did not exit within {limit:?}");
+            assert!(
+                Instant::now() < deadline,
+                "echod did not exit within {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -146,7 +155,11 @@ impl Daemon {
     pub fn stop_and_stats(&mut self) -> String {
         self.signal(libc::SIGTERM);
         let status = self.wait_exit(WAIT);
-        assert!(status.success(), "echod exited with {status}:\n{}", self.log());
+        assert!(
+            status.success(),
+            "echod exited with {status}:\n{}",
+            self.log()
+        );
         self.log()
             .lines()
             .find(|l| l.contains("stats: "))
@@ -202,8 +215,15 @@ pub fn stat(line: &str, key: &str) -> u64 {
 }
 
 fn expected_sockets(args: &[&str]) -> usize {
-    let listens = args.iter().filter(|a| **a == "--listen" || **a == "-l").count().max(1);
-    let udps = args.iter().filter(|a| **a == "--udp" || **a == "-u").count();
+    let listens = args
+        .iter()
+        .filter(|a| **a == "--listen" || **a == "-l")
+        .count()
+        .max(1);
+    let udps = args
+        .iter()
+        .filter(|a| **a == "--udp" || **a == "-u")
+        .count();
     listens + udps
 }
 
@@ -255,6 +275,259 @@ pub fn require_tool(tool: &str) -> bool {
         eprintln!("SKIPPED: `{tool}` is not installed; install netcat-openbsd and telnet to run this test");
     }
     found
+}
+
+// ---------------------------------------------------------------------------
+// Helpers added for the behaviour tests (echo_integrity, backpressure, ...).
+// ---------------------------------------------------------------------------
+
+/// Raises this test process's soft descriptor limit to its hard limit (tests
+/// holding a thousand sockets need more than a default of 1024).
+pub fn raise_nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+    lim.rlim_cur
+}
+
+/// Sets both the soft and the hard RLIMIT_NOFILE of the spawned daemon, so
+/// its "raise soft to hard" at start-up cannot escape the limit.
+pub fn limit_nofile(cmd: &mut Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only setrlimit(2), which is async-signal-safe, runs in the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+impl Daemon {
+    /// The log lines containing every one of `needles`.
+    pub fn log_lines_with(&self, needles: &[&str]) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Whether the daemon is still running (reaps it if it exited).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => child.try_wait().expect("try_wait").is_none(),
+            None => false,
+        }
+    }
+
+    /// The exit-time `stats:` line, once the daemon has exited.
+    pub fn stats_line(&self) -> Option<String> {
+        self.log()
+            .lines()
+            .find(|l| l.contains("stats: "))
+            .map(str::to_string)
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `echod` with `args` to completion (killed after `limit`), with
+/// `RUST_LOG` unset and `RUST_BACKTRACE=1` so any panic would show a backtrace.
+pub fn run_echod(args: &[&str], limit: Duration) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_echod"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn echod");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("wait");
+            panic!(
+                "echod {args:?} still running after {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("wait_with_output")
+}
+
+/// How a client saw its connection end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Orderly EOF, after this many bytes of data.
+    Eof(usize),
+    /// Connection reset (or another read error) after this many bytes.
+    Reset(usize),
+    /// Still open when the wait ran out, after this many bytes.
+    StillOpen(usize),
+}
+
+/// Reads (and discards) until EOF, an error, or `limit` passes.
+pub fn wait_closed(s: &mut TcpStream, limit: Duration) -> Ended {
+    let deadline = Instant::now() + limit;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ended::StillOpen(total);
+        }
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return Ended::Eof(total),
+            Ok(n) => total += n,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return Ended::StillOpen(total)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Ended::Reset(total),
+        }
+    }
+}
+
+/// One echo of `msg` on `s`: write it, read the same number of bytes back,
+/// compare. Returns an error message instead of panicking (for client threads).
+pub fn round_trip(s: &mut TcpStream, msg: &[u8]) -> Result<(), String> {
+    s.write_all(msg).map_err(|e| format!("write: {e}"))?;
+    let mut back = vec![0u8; msg.len()];
+    s.read_exact(&mut back).map_err(|e| format!("read: {e}"))?;
+    if back != msg {
+        return Err(format!(
+            "echo differs: sent {} bytes, got other bytes",
+            msg.len()
+        ));
+    }
+    Ok(())
+}
+
+/// FNV-1a, 64 bit: a streaming hash that any split of the data gives alike.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv(pub u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    pub fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// xorshift64*: a small deterministic generator, seeded per test.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next_u64() % (hi - lo + 1) as u64) as usize
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+/// The deterministic stream "byte i = i*31 mod 251". Its period is 251, so
+/// a table of a few periods serves any offset without per-byte arithmetic.
+pub struct Pattern {
+    table: Vec<u8>,
+}
+
+/// Period of [`Pattern`].
+pub const PATTERN_PERIOD: usize = 251;
+
+impl Pattern {
+    /// A table long enough for slices of up to `max_len` bytes at any offset.
+    pub fn new(max_len: usize) -> Self {
+        let len = max_len + PATTERN_PERIOD;
+        Pattern {
+            table: (0..len).map(|i| ((i * 31) % 251) as u8).collect(),
+        }
+    }
+
+    /// The `len` pattern bytes starting at stream offset `offset`.
+    pub fn at(&self, offset: u64, len: usize) -> &[u8] {
+        let start = (offset % PATTERN_PERIOD as u64) as usize;
+        &self.table[start..start + len]
+    }
+
+    /// Where `got` (received at stream offset `offset`) first differs from
+    /// the pattern, if it does.
+    pub fn mismatch(&self, offset: u64, got: &[u8]) -> Option<u64> {
+        let mut done = 0;
+        for chunk in got.chunks(self.table.len() - PATTERN_PERIOD) {
+            let want = self.at(offset + done as u64, chunk.len());
+            if chunk != want {
+                let i = chunk
+                    .iter()
+                    .zip(want)
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
+                return Some(offset + (done + i) as u64);
+            }
+            done += chunk.len();
+        }
+        None
+    }
 }
 
 /// The seeds' frame: the payload length left-aligned in a 10-byte header

@@ -1,0 +1,141 @@
+//! `--idle-timeout 1`: idle means no byte moved either way. An idle client
+//! is closed after about a second; a client that keeps talking is not; a
+//! client that sent a lot and then stopped reading (its queue full, nothing
+//! moving) expires too. The exit stats count the expiries.
+
+mod common;
+
+use std::io::{ErrorKind, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Daemon, Ended};
+
+fn daemon() -> Daemon {
+    Daemon::start_with(&["--idle-timeout", "1"], |cmd| {
+        cmd.env("RUST_LOG", "debug");
+    })
+}
+
+#[test]
+fn idle_client_is_closed_after_about_a_second() {
+    let mut d = daemon();
+    let mut s = d.connect();
+    common::round_trip(&mut s, b"one message, then silence\n").unwrap();
+    let last_byte = Instant::now();
+    let ended = common::wait_closed(&mut s, Duration::from_secs(3));
+    let after = last_byte.elapsed();
+    assert_eq!(ended, Ended::Eof(0), "idle client not closed within 3 s");
+    assert!(
+        after >= Duration::from_millis(900),
+        "closed after only {after:?}, before the idle timeout"
+    );
+    eprintln!("idle client closed {after:?} after its last byte");
+    drop(s); // our FIN ends the daemon's drain
+    assert!(common::wait_until(Duration::from_secs(3), || {
+        !d.log_lines_with(&["(idle_timeout)"]).is_empty()
+    }));
+    let stats = d.stop_and_stats();
+    assert_eq!(common::stat(&stats, "closed_idle_timeout"), 1, "{stats}");
+}
+
+#[test]
+fn client_talking_every_300ms_is_not_closed() {
+    let mut d = daemon();
+    let mut s = d.connect();
+    let started = Instant::now();
+    let mut n = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        common::round_trip(&mut s, format!("tick {n}\n").as_bytes())
+            .unwrap_or_else(|e| panic!("active client lost after {:?}: {e}", started.elapsed()));
+        n += 1;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    common::round_trip(&mut s, b"still here\n").unwrap();
+    assert!(n >= 9, "only {n} round trips in 3 s");
+    drop(s);
+    common::wait_until(Duration::from_secs(3), || {
+        !d.log_lines_with(&["(peer_closed)"]).is_empty()
+    });
+    let stats = d.stop_and_stats();
+    assert_eq!(common::stat(&stats, "closed_idle_timeout"), 0, "{stats}");
+}
+
+/// A client that filled its queue and stopped reading moves no byte either
+/// way, so it is idle too: the daemon cannot flush what it owes, gives up
+/// after its drain linger, and closes.
+#[test]
+fn client_that_stopped_reading_with_a_full_queue_expires() {
+    let mut d = daemon();
+    let s = d.connect();
+    let local = s.local_addr().unwrap();
+    let mut writer = s.try_clone().unwrap();
+    writer
+        .set_write_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let sent = Arc::new(AtomicU64::new(0));
+    let w = {
+        let sent = Arc::clone(&sent);
+        std::thread::spawn(move || {
+            // Write until TCP flow control stops us for good, or the
+            // connection breaks (the daemon closed it).
+            let chunk = vec![b'x'; 64 * 1024];
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(15) {
+                match writer.write(&chunk) {
+                    Ok(n) => {
+                        sent.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(_) => return,
+                }
+            }
+        })
+    };
+    // Wait until nothing moves any more.
+    let mut last = 0;
+    let mut still_since = Instant::now();
+    while still_since.elapsed() < Duration::from_millis(300) {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = sent.load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            still_since = Instant::now();
+        }
+    }
+    let stalled = Instant::now();
+    eprintln!("queue full: {:.1} MB sent, not reading", last as f64 / 1e6);
+    // The daemon logs the close with our address as the peer. Idle timeout
+    // (1 s) plus the drain linger (2 s) plus a sweep tick: allow 6 s.
+    let needle = format!("close {local} (");
+    assert!(
+        common::wait_until(Duration::from_secs(6), || {
+            !d.log_lines_with(&[&needle]).is_empty()
+        }),
+        "a client with a full queue that stopped reading never expired:\n{}",
+        d.log()
+    );
+    let line = d.log_lines_with(&[&needle]).remove(0);
+    eprintln!("closed {:?} after it stalled: {line}", stalled.elapsed());
+    assert!(
+        d.log_lines_with(&[&format!("{local}: idle for")]).len() == 1,
+        "not expired as idle:\n{}",
+        d.log()
+    );
+    // From the client's side the connection is gone: reading gets the
+    // echoes that were in flight, then EOF or a reset, promptly.
+    let mut s: TcpStream = s;
+    match common::wait_closed(&mut s, Duration::from_secs(5)) {
+        Ended::Eof(_) | Ended::Reset(_) => {}
+        other => panic!("connection still open after expiry: {other:?}"),
+    }
+    w.join().unwrap();
+    let stats = d.stop_and_stats();
+    assert_eq!(
+        common::stat(&stats, "closed_idle_timeout") + common::stat(&stats, "closed_drain_timeout"),
+        1,
+        "{stats}"
+    );
+}

@@ -1,0 +1,217 @@
+//! SIGTERM/SIGINT: stop accepting, flush for at most `--shutdown-timeout`,
+//! exit 0 with the stats line; a second signal exits at once with 128+signo.
+
+mod common;
+
+use std::io::{ErrorKind, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::Daemon;
+
+/// A client that sends up to 10 MB and never reads: the daemon's queue for it
+/// fills and stays full. Returns once the writer has stalled; the thread ends
+/// when the connection breaks or `stop` is set.
+struct SlowReader {
+    _stream: TcpStream,
+    stop: Arc<AtomicBool>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl SlowReader {
+    fn start(d: &Daemon) -> SlowReader {
+        let stream = d.connect();
+        let mut w = stream.try_clone().unwrap();
+        w.set_write_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let writer = {
+            let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
+            std::thread::spawn(move || {
+                let chunk = vec![b'z'; 64 * 1024];
+                while !stop.load(Ordering::Relaxed) && sent.load(Ordering::Relaxed) < 10 << 20 {
+                    match w.write(&chunk) {
+                        Ok(n) => {
+                            sent.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                        Err(e)
+                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                        Err(_) => return,
+                    }
+                }
+            })
+        };
+        let mut last = 0;
+        let mut still_since = Instant::now();
+        let deadline = Instant::now() + common::WAIT;
+        while still_since.elapsed() < Duration::from_millis(300) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            let now = sent.load(Ordering::Relaxed);
+            if now != last {
+                last = now;
+                still_since = Instant::now();
+            }
+        }
+        eprintln!(
+            "slow reader: {:.1} MB sent, reading nothing",
+            last as f64 / 1e6
+        );
+        SlowReader {
+            _stream: stream,
+            stop,
+            writer: Some(writer),
+        }
+    }
+}
+
+impl Drop for SlowReader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+fn debug_daemon(args: &[&str]) -> Daemon {
+    Daemon::start_with(args, |cmd| {
+        cmd.env("RUST_LOG", "debug");
+    })
+}
+
+#[test]
+fn sigterm_with_slow_reader_exits_0_within_shutdown_timeout() {
+    let mut d = debug_daemon(&["--shutdown-timeout", "2"]);
+    let mut other = d.connect();
+    common::round_trip(&mut other, b"bystander\n").unwrap();
+    let slow = SlowReader::start(&d);
+    let sent_at = Instant::now();
+    d.signal(libc::SIGTERM);
+    let status = d.wait_exit(Duration::from_secs(5));
+    let took = sent_at.elapsed();
+    eprintln!("exited {status} {took:?} after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", d.log());
+    assert!(
+        took < Duration::from_secs(4),
+        "took {took:?} with --shutdown-timeout 2"
+    );
+    let stats = d
+        .stats_line()
+        .unwrap_or_else(|| panic!("no stats line:\n{}", d.log()));
+    assert_eq!(common::stat(&stats, "accepted"), 2, "{stats}");
+    assert!(common::stat(&stats, "closed_shutdown") >= 1, "{stats}");
+    drop(slow);
+}
+
+/// Idle clients that close when they see the daemon's FIN (as nc, telnet
+/// and echod-client do) let it exit at once, not after the shutdown timeout.
+#[test]
+fn sigterm_with_idle_clients_exits_0_fast() {
+    let mut d = debug_daemon(&[]); // default --shutdown-timeout 5
+    let mut clients: Vec<TcpStream> = (0..10).map(|_| d.connect()).collect();
+    for (i, s) in clients.iter_mut().enumerate() {
+        common::round_trip(s, format!("idle {i}\n").as_bytes()).unwrap();
+    }
+    let sent_at = Instant::now();
+    d.signal(libc::SIGTERM);
+    for s in &mut clients {
+        assert_eq!(
+            common::wait_closed(s, Duration::from_secs(3)),
+            common::Ended::Eof(0),
+            "the daemon did not half-close an idle client"
+        );
+    }
+    drop(clients);
+    let status = d.wait_exit(Duration::from_secs(3));
+    let took = sent_at.elapsed();
+    eprintln!("exited {status} {took:?} after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", d.log());
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    let stats = d.stats_line().expect("stats line");
+    assert_eq!(common::stat(&stats, "closed_shutdown"), 10, "{stats}");
+}
+
+/// Clients that neither read nor close after the daemon's FIN are owed
+/// nothing: after a short quiet spell (LINGER_QUIET, 500 ms) the daemon closes
+/// them and exits 0, well before the default 5 s shutdown timeout.
+#[test]
+#[ignore = "daemon bug: begin_shutdown drains connections without counting them in \
+            Worker::draining, so the drain sweep (LINGER_QUIET) never runs and exit \
+            waits for --shutdown-timeout"]
+fn sigterm_with_passive_idle_clients_does_not_wait_for_the_timeout() {
+    let mut d = debug_daemon(&[]); // default --shutdown-timeout 5
+    let mut clients: Vec<TcpStream> = (0..10).map(|_| d.connect()).collect();
+    for s in &mut clients {
+        common::round_trip(s, b"then nothing\n").unwrap();
+    }
+    let sent_at = Instant::now();
+    d.signal(libc::SIGTERM);
+    let status = d.wait_exit(Duration::from_secs(8));
+    let took = sent_at.elapsed();
+    eprintln!("exited {status} {took:?} after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", d.log());
+    assert!(d.stats_line().is_some(), "no stats line:\n{}", d.log());
+    assert!(
+        took < Duration::from_millis(2500),
+        "took {took:?}: waited for passive idle clients until the shutdown timeout"
+    );
+    drop(clients);
+}
+
+#[test]
+fn sigint_exits_0_too() {
+    let mut d = debug_daemon(&[]);
+    let mut s = d.connect();
+    common::round_trip(&mut s, b"hi\n").unwrap();
+    drop(s);
+    d.signal(libc::SIGINT);
+    let status = d.wait_exit(Duration::from_secs(3));
+    assert_eq!(status.code(), Some(0), "{}", d.log());
+    assert!(d.stats_line().is_some(), "no stats line:\n{}", d.log());
+}
+
+#[test]
+fn second_sigterm_exits_at_once_with_143() {
+    let mut d = debug_daemon(&["--shutdown-timeout", "30"]);
+    let slow = SlowReader::start(&d);
+    d.signal(libc::SIGTERM);
+    d.wait_for_log("shutting down");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        d.is_running(),
+        "exited before the flush was done:\n{}",
+        d.log()
+    );
+    let sent_at = Instant::now();
+    d.signal(libc::SIGTERM);
+    let status = d.wait_exit(Duration::from_secs(3));
+    let took = sent_at.elapsed();
+    eprintln!("second SIGTERM: exited {status} after {took:?}");
+    assert_eq!(status.code(), Some(143), "{status}:\n{}", d.log());
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    drop(slow);
+}
+
+#[test]
+fn after_sigterm_new_connections_are_refused() {
+    let mut d = debug_daemon(&["--shutdown-timeout", "30"]);
+    let addr = d.addr();
+    let slow = SlowReader::start(&d);
+    d.signal(libc::SIGTERM);
+    d.wait_for_log("shutting down");
+    // Still running (flushing to the slow reader), but no longer listening.
+    assert!(d.is_running());
+    let refused = common::wait_until(Duration::from_secs(2), || {
+        matches!(
+            TcpStream::connect_timeout(&addr, Duration::from_secs(1)),
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused
+        )
+    });
+    assert!(refused, "connections still accepted after SIGTERM");
+    assert!(d.is_running(), "exited early:\n{}", d.log());
+    drop(slow);
+}
