@@ -34,7 +34,8 @@ const FIRST_UNPRIVILEGED_PORT: u16 = 1024;
 /// Why a datagram was dropped instead of echoed.
 ///
 /// When several apply, [`check_source`] reports the first in the order of
-/// [`DropReason::ALL`].
+/// [`DropReason::ALL`]. Invariant: `reason as usize` is the reason's index in
+/// [`DropReason::ALL`], so counters may be an array indexed that way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
     /// Source port below 1024 (port 0 included): a well-known service.
@@ -311,6 +312,9 @@ mod tests {
         for (i, (src, reason)) in cases.iter().enumerate() {
             assert_eq!(check_source(*src, &[12345]), Err(*reason));
             assert_eq!(DropReason::ALL[i], *reason, "ALL is in check order");
+        }
+        for (i, reason) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i, "discriminant is the index in ALL");
         }
         let names: HashSet<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
         assert_eq!(names.len(), DropReason::ALL.len());

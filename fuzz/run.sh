@@ -1,0 +1,12 @@
+#!/usr/bin/env sh
+# Runs the framing decoder fuzz target for ${FUZZ_SECONDS:-60} seconds.
+# Installs cargo-fuzz first if it is missing. cargo-fuzz needs nightly-only
+# flags (sanitizers); RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them.
+# Crashes land in fuzz/artifacts/decoder/; keep each as a named regression test
+# in src/framing.rs.
+set -eu
+cd "$(dirname "$0")"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz
+fi
+RUSTC_BOOTSTRAP=1 exec cargo fuzz run decoder -- -max_total_time="${FUZZ_SECONDS:-60}" "$@"
