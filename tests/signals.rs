@@ -139,9 +139,6 @@ fn sigterm_with_idle_clients_exits_0_fast() {
 /// nothing: after a short quiet spell (LINGER_QUIET, 500 ms) the daemon closes
 /// them and exits 0, well before the default 5 s shutdown timeout.
 #[test]
-#[ignore = "daemon bug: begin_shutdown drains connections without counting them in \
-            Worker::draining, so the drain sweep (LINGER_QUIET) never runs and exit \
-            waits for --shutdown-timeout"]
 fn sigterm_with_passive_idle_clients_does_not_wait_for_the_timeout() {
     let mut d = debug_daemon(&[]); // default --shutdown-timeout 5
     let mut clients: Vec<TcpStream> = (0..10).map(|_| d.connect()).collect();

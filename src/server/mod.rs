@@ -386,31 +386,43 @@ impl Worker {
     /// Out of descriptors: close the reserve descriptor, accept one pending
     /// connection and close it at once (the client sees EOF instead of
     /// hanging), then take the reserve back. Returns whether accepting may
-    /// go on; if the reserve cannot be re-opened, accepting pauses instead.
+    /// go on. Linux reports EMFILE even when nothing is pending, so a
+    /// WouldBlock here just means the backlog is empty: the next connection
+    /// brings a new edge. Accepting pauses only if the reserve cannot be had.
     fn shed_one(&mut self, key: usize, cause: &io::Error) -> bool {
-        if let Some(n) = self.exhausted_log.allow_counting(self.shared.now) {
-            warn!(
-                "accept: {cause} ({} connections open); shedding new connections \
-                 ({n} similar lines suppressed)",
-                self.connections
-            );
-        }
-        let shed = self.reserve_fd.take().is_some() && {
-            let accepted = match self.entries.get(key) {
-                Some(Entry::Listener(listener)) => listener.accept().is_ok(),
-                _ => false,
-            };
-            if accepted {
-                self.shared.stats.rejected_fd_exhausted += 1;
-            }
-            self.reserve_fd = File::open("/dev/null").ok();
-            accepted
+        let Some(reserve) = self.reserve_fd.take() else {
+            self.pause_accepting(key);
+            return false;
         };
-        if !shed || self.reserve_fd.is_none() {
+        drop(reserve);
+        let outcome = match self.entries.get(key) {
+            Some(Entry::Listener(listener)) => listener.accept().map(|_| ()),
+            _ => Err(io::ErrorKind::WouldBlock.into()),
+        };
+        self.reserve_fd = File::open("/dev/null").ok();
+        let go_on = match outcome {
+            Ok(()) => {
+                self.shared.stats.rejected_fd_exhausted += 1;
+                if let Some(n) = self.exhausted_log.allow_counting(self.shared.now) {
+                    warn!(
+                        "accept: {cause} ({} connections open); shedding new connections \
+                         ({n} similar lines suppressed)",
+                        self.connections
+                    );
+                }
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(_) => {
+                self.pause_accepting(key);
+                false
+            }
+        };
+        if self.reserve_fd.is_none() {
             self.pause_accepting(key);
             return false;
         }
-        true
+        go_on
     }
 
     fn pause_accepting(&mut self, key: usize) {
@@ -547,7 +559,7 @@ impl Worker {
             }
         }
         let idle_due = self.next_idle_sweep.is_some_and(|t| now >= t);
-        if idle_due || self.draining > 0 {
+        if idle_due || self.draining > 0 || self.shutdown_deadline.is_some() {
             self.sweep(idle_due);
         }
         if idle_due {
