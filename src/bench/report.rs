@@ -191,7 +191,8 @@ pub struct Report {
     pub late: u64,
     /// The first few errors, described.
     pub error_samples: Vec<String>,
-    /// True when every connection was established and nothing went wrong.
+    /// True when every connection was established, nothing went wrong, and
+    /// (unless idle) at least one echo was measured.
     pub ok: bool,
 }
 
@@ -256,7 +257,11 @@ impl Report {
                 mean: hist.mean() / 1000.0,
             }
         };
-        let ok = errors.total() == 0 && connected == info.connections_requested;
+        // A load run in which nothing at all came back (e.g. every UDP
+        // datagram lost) did not show the server working.
+        let ok = errors.total() == 0
+            && connected == info.connections_requested
+            && (info.mode == "idle" || messages > 0);
         Report {
             target: info.target,
             transport: info.transport,
@@ -391,11 +396,24 @@ impl fmt::Display for Report {
                 writeln!(f, "               e.g. {s}")?;
             }
         }
-        write!(
-            f,
-            "  result       {}",
-            if self.ok { "ok" } else { "FAILED" }
-        )
+        if self.ok {
+            return write!(f, "  result       ok");
+        }
+        let mut why = Vec::new();
+        if e.total() > 0 {
+            why.push(format!("{} errors", e.total()));
+        }
+        if self.connections < self.connections_requested {
+            why.push(format!(
+                "{} of {} connections not established",
+                self.connections_requested - self.connections,
+                self.connections_requested
+            ));
+        }
+        if self.mode != "idle" && self.messages == 0 {
+            why.push("no echo measured".to_string());
+        }
+        write!(f, "  result       FAILED: {}", why.join(", "))
     }
 }
 
