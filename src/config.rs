@@ -33,7 +33,7 @@ pub enum Mode {
                   1 runtime failure (e.g. address in use), 2 bad flag or address."
 )]
 pub struct Args {
-    /// TCP address to listen on: host:port, [v6]:port or unix:/path (repeatable; port 0 = any free port).
+    /// TCP address to listen on: host:port, `[v6]:port` or unix:/path (repeatable; port 0 = any free port).
     #[arg(
         short,
         long = "listen",

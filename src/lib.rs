@@ -10,7 +10,7 @@
 //! - [`server`]: the daemon: workers, the event loop, listeners, connections, UDP.
 //! - [`sys`]: the few libc calls std and mio lack (rlimits, errno classes).
 //! - [`client`]: `echod-client`, netcat for echod.
-//! - [`bench`]: `echod-bench`, the verifying load generator.
+//! - [`mod@bench`]: `echod-bench`, the verifying load generator.
 
 pub mod addr;
 pub mod bench;

@@ -4,7 +4,7 @@
 //! Readiness is kept here, in user space (sozu's habit), because mio is
 //! edge-triggered: an event says "something changed", and the connection
 //! remembers `readable`/`writable` until a read or write proves otherwise.
-//! Only [`Connection::set_phase`] changes the phase.
+//! Only `Connection::set_phase` changes the phase.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::time::{Duration, Instant};
