@@ -98,6 +98,8 @@ pub struct WorkerResult {
     pub errors: ErrorCounts,
     /// Nanoseconds of measurement (sending window, or to the last echo for `-n`).
     pub duration_ns: u64,
+    /// Nanoseconds this worker took to settle all its connects.
+    pub connect_ns: u64,
     /// The first few error descriptions, for the summary.
     pub samples: Vec<String>,
 }
@@ -115,6 +117,7 @@ impl WorkerResult {
             late: 0,
             errors: ErrorCounts::default(),
             duration_ns: 0,
+            connect_ns: 0,
             samples: Vec::new(),
         }
     }
@@ -167,6 +170,8 @@ pub struct Report {
     pub connections_requested: u64,
     /// Connections still open at the end (what `--idle` is about).
     pub connections_open: u64,
+    /// Seconds the connect phase took (all connects settled), before the clock started.
+    pub connect_s: f64,
     pub threads: usize,
     /// Payload bytes per message (`-l`).
     pub length: usize,
@@ -218,6 +223,7 @@ impl Report {
         let (mut messages, mut bytes, mut connected, mut open, mut lost, mut late) =
             (0, 0, 0, 0, 0, 0);
         let mut duration_ns = 0;
+        let mut connect_ns = 0;
         let mut samples = Vec::new();
         for r in results {
             hist.add(&r.hist).expect("same histogram bounds");
@@ -229,6 +235,7 @@ impl Report {
             lost += r.lost;
             late += r.late;
             duration_ns = duration_ns.max(r.duration_ns);
+            connect_ns = connect_ns.max(r.connect_ns);
             for s in r.samples {
                 if samples.len() < MAX_SAMPLES && !samples.contains(&s) {
                     samples.push(s);
@@ -270,6 +277,7 @@ impl Report {
             connections: connected,
             connections_requested: info.connections_requested,
             connections_open: open,
+            connect_s: connect_ns as f64 / 1e9,
             threads: info.threads,
             length: info.length,
             pipeline: info.pipeline,
@@ -330,8 +338,8 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  connections  {} established, {} open at the end",
-            self.connections, self.connections_open
+            "  connections  {} established in {:.2} s, {} open at the end",
+            self.connections, self.connect_s, self.connections_open
         )?;
         let warmup = if self.warmup_s > 0.0 {
             format!(" (after {:.2} s of warm-up)", self.warmup_s)

@@ -355,6 +355,7 @@ impl<'a> Worker<'a> {
 
     fn run(&mut self) -> io::Result<WorkerResult> {
         let connected = self.connect_phase();
+        self.res.connect_ns = self.now();
         self.shared.barrier.wait();
         self.shared.started.get_or_init(Instant::now);
         connected?;
