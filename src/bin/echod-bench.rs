@@ -31,8 +31,10 @@ Exit status:
 #[derive(Parser, Debug)]
 #[command(name = "echod-bench", version, after_help = AFTER_HELP)]
 struct Args {
-    /// Target: host:port, [v6]:port or unix:/path
-    #[arg(value_name = "ADDR")]
+    #[arg(
+        value_name = "ADDR",
+        help = "Target: host:port, [v6]:port or unix:/path"
+    )]
     addr: Endpoint,
 
     /// Concurrent connections (UDP: sockets)

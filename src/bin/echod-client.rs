@@ -49,8 +49,10 @@ struct Args {
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     timeout: Option<Duration>,
 
-    /// Server address: host:port, [v6]:port or unix:/path
-    #[arg(value_name = "ADDR")]
+    #[arg(
+        value_name = "ADDR",
+        help = "Server address: host:port, [v6]:port or unix:/path"
+    )]
     addr: Endpoint,
 }
 
