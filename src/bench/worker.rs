@@ -434,6 +434,11 @@ impl<'a> Worker<'a> {
         // Anything that arrived while connecting is checked now (it can only
         // be unexpected), then the closed loop fills every pipeline.
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        // The open-loop rotation, rebuilt: a slab key freed and reused while
+        // connecting may have been pushed twice.
+        self.rr.clone_from(&keys);
+        self.rr
+            .retain(|&k| self.conns.get(k).is_some_and(|c| c.state == State::Open));
         for key in keys {
             self.serve(key, true, true, start);
         }
@@ -444,14 +449,20 @@ impl<'a> Worker<'a> {
         let mut last_scan = start;
         loop {
             let now = self.now();
+            // Open loop: everything due before the deadline goes out, even
+            // if this thread was held up and wakes past the deadline (the
+            // asked rate is kept; the lateness shows in the latencies).
+            if let (true, Some(s)) = (self.sending && !self.stopped(), schedule.as_mut()) {
+                let until = self
+                    .send_deadline
+                    .map_or(now, |d| now.min(d.saturating_sub(1)));
+                self.emit_due(s, until);
+            }
             if self.sending && !self.may_keep_sending(now) {
                 self.sending = false;
                 self.draining = true;
                 stopped_at = Some(now);
                 drain_until = now + DRAIN_TIMEOUT.as_nanos() as u64;
-            }
-            if let (true, Some(s)) = (self.sending, schedule.as_mut()) {
-                self.emit_due(s, now);
             }
             self.flush_dirty();
             if self.cfg.udp && now.saturating_sub(last_scan) >= LOSS_SCAN_EVERY.as_nanos() as u64 {

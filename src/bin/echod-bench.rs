@@ -1,6 +1,6 @@
 //! `echod-bench`: flags -> [`echod::bench::run`] -> summary and exit status.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -145,16 +145,21 @@ fn main() -> ExitCode {
 
     match bench::run(&cfg, stop) {
         Ok(report) => {
-            if args.json {
+            let text = if args.json {
                 match serde_json::to_string(&report) {
-                    Ok(json) => println!("{json}"),
+                    Ok(json) => json,
                     Err(e) => {
                         eprintln!("echod-bench: cannot encode the report: {e}");
                         return ExitCode::from(exit::FAILURE);
                     }
                 }
             } else {
-                println!("{report}");
+                report.to_string()
+            };
+            // Not println!: a closed stdout must not become a panic.
+            if let Err(e) = writeln!(std::io::stdout(), "{text}") {
+                eprintln!("echod-bench: cannot write the report: {e}");
+                return ExitCode::from(exit::FAILURE);
             }
             ExitCode::from(report.exit_code())
         }
