@@ -11,8 +11,9 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 
-/// Bytes per pooled chunk: large enough that a 64 KiB read remainder takes
-/// four chunks, small enough that a slow reader pins little beyond its limit.
+/// Bytes per pooled chunk: large enough that one `writev` of [`MAX_IOVECS`]
+/// chunks moves 1 MiB, small enough that a slow reader pins little beyond
+/// its limit and a small remainder wastes little.
 pub const CHUNK_SIZE: usize = 16 * 1024;
 
 /// Chunks offered to one `writev`: 64 x 16 KiB = 1 MiB, the default queue limit.

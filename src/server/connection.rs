@@ -20,8 +20,8 @@ use crate::queue::OutQueue;
 use crate::stats::CloseReason;
 
 /// Bytes read from one connection per loop turn before the others are served
-/// (redis caps writes at 64 KiB per event for the same reason). Four reads of
-/// the 64 KiB loop buffer.
+/// (redis caps writes at 64 KiB per event for the same reason): one full read
+/// of the loop buffer.
 pub const READ_BUDGET: usize = 256 * 1024;
 
 /// How long a connection we are ending may go without progress (no byte
