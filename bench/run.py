@@ -386,11 +386,13 @@ def write_between_markers(path, report):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=["full", "quick"])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=None, help="default: 5 (full), 3 (quick)")
     parser.add_argument("--duration", type=float, default=None)
     parser.add_argument("--out", default=None,
                         help="default: docs/BENCHMARKS.md (full), bench/results/quick.md (quick)")
     args = parser.parse_args()
+    if args.rounds is None:
+        args.rounds = 3 if args.mode == "quick" else 5
     if args.duration is None:
         args.duration = 3 if args.mode == "quick" else 4
     command = f"make bench" if args.mode == "full" else "make bench-quick"
