@@ -236,6 +236,14 @@ def summarize(results):
     return table
 
 
+def paired(cell, peer, field):
+    """echod / peer for each round both ran: the servers of one round ran back to back,
+    so the ratio cancels the machine's slow drift, which moves all servers alike."""
+    mine = {r["round"]: r[field] for r in cell.get("echod", [])}
+    theirs = {r["round"]: r[field] for r in cell.get(peer, [])}
+    return [mine[k] / theirs[k] for k in sorted(mine) if k in theirs and theirs[k]]
+
+
 def machine():
     model = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -303,32 +311,45 @@ def write_report(args, table, syscalls, memory, workers, command):
       "queue only the remainder; `cc -O2`) and `bench/peers/tokio-echo` (current-thread "
       "runtime, a task per connection, `read`/`write_all`).")
     w("- Medians over the rounds; `±` is half the min-max range over the rounds, relative to "
-      "the median. Latencies from echod-bench's HDR histogram, in µs.\n")
+      "the median. Latencies from echod-bench's HDR histogram, in µs. The paired columns "
+      "give, for each round, echod's figure divided by the peer's from the same round (they "
+      "ran back to back), as median (min-max) over the rounds: the machine drifts by up to 2x "
+      "between rounds, and pairing cancels what moves all servers alike.\n")
 
-    w("## Depth 1 (one message in flight per connection)\n")
-    w("| conns | bytes | server | msgs/s | ± | p50 µs | p99 µs | max µs | CPU µs/msg | ± | "
-      "CPU echod/peer |")
-    w("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    header = ("| conns | bytes | server | msgs/s | p50 µs | p99 µs | max µs | CPU µs/msg | ± | "
+              "CPU echod/peer, paired | p99 echod/peer, paired |")
+    rule = "|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|"
     keys = sorted(table)
-    for key in [k for k in keys if k[2] == 1] + [k for k in keys if k[2] != 1]:
-        if key[2] != 1 and key == [k for k in keys if k[2] != 1][0]:
-            w("\n## Depth 16 (sixteen messages in flight per connection)\n")
-            w("| conns | bytes | server | msgs/s | ± | p50 µs | p99 µs | max µs | CPU µs/msg | ± | "
-              "CPU echod/peer |")
-            w("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        cell = table[key]
-        echod_cpu = med([r["cpu_us_per_msg"] for r in cell.get("echod", [])])
-        for name in ("echod", "c-epoll", "tokio"):
-            runs = cell.get(name, [])
-            if not runs:
-                continue
-            cpu = [r["cpu_us_per_msg"] for r in runs]
-            rate = [r["msgs_per_sec"] for r in runs]
-            ratio = "" if name == "echod" else f"{echod_cpu / med(cpu):.2f}"
-            bad = "" if all(r["ok"] for r in runs) else " (errors!)"
-            w(f"| {key[0]} | {key[1]} | {name}{bad} | {med(rate):,.0f} | {spread(rate)} | "
-              f"{med([r['p50_us'] for r in runs]):.0f} | {med([r['p99_us'] for r in runs]):.0f} | "
-              f"{med([r['max_us'] for r in runs]):.0f} | {med(cpu):.3f} | {spread(cpu)} | {ratio} |")
+    below = {"c-epoll": 0, "tokio": 0}
+    for depth, title in ((1, "Depth 1 (one message in flight per connection)"),
+                         (16, "Depth 16 (sixteen messages in flight per connection)")):
+        w(f"## {title}\n")
+        w(header)
+        w(rule)
+        for key in [k for k in keys if k[2] == depth]:
+            cell = table[key]
+            for name in ("echod", "c-epoll", "tokio"):
+                runs = cell.get(name, [])
+                if not runs:
+                    continue
+                cpu = [r["cpu_us_per_msg"] for r in runs]
+                rate = [r["msgs_per_sec"] for r in runs]
+                ratio = p99_ratio = ""
+                if name != "echod":
+                    cr = paired(cell, name, "cpu_us_per_msg")
+                    pr = paired(cell, name, "p99_us")
+                    ratio = f"{med(cr):.2f} ({min(cr):.2f}-{max(cr):.2f})" if cr else ""
+                    p99_ratio = f"{med(pr):.2f} ({min(pr):.2f}-{max(pr):.2f})" if pr else ""
+                    if cr and med(cr) <= 1.0:
+                        below[name] += 1
+                bad = "" if all(r["ok"] for r in runs) else " (errors!)"
+                w(f"| {key[0]} | {key[1]} | {name}{bad} | {med(rate):,.0f} | "
+                  f"{med([r['p50_us'] for r in runs]):.0f} | {med([r['p99_us'] for r in runs]):.0f} | "
+                  f"{med([r['max_us'] for r in runs]):.0f} | {med(cpu):.3f} | {spread(cpu)} | "
+                  f"{ratio} | {p99_ratio} |")
+        w("")
+    w(f"Cells where echod's paired CPU ratio is at most 1.00: {below['c-epoll']} of {len(keys)} "
+      f"against the C peer, {below['tokio']} of {len(keys)} against tokio.\n")
 
     if syscalls:
         w("\n## Syscalls per message (depth 1, 50 connections, 64 B)\n")
@@ -388,6 +409,8 @@ def main():
     parser.add_argument("mode", choices=["full", "quick"])
     parser.add_argument("--rounds", type=int, default=None, help="default: 5 (full), 3 (quick)")
     parser.add_argument("--duration", type=float, default=None)
+    parser.add_argument("--from-json", default=None,
+                        help="rewrite the report from a saved results JSON instead of running")
     parser.add_argument("--out", default=None,
                         help="default: docs/BENCHMARKS.md (full), bench/results/quick.md (quick)")
     args = parser.parse_args()
@@ -395,17 +418,26 @@ def main():
         args.rounds = 3 if args.mode == "quick" else 5
     if args.duration is None:
         args.duration = 3 if args.mode == "quick" else 4
-    command = f"make bench" if args.mode == "full" else "make bench-quick"
-    build()
-    results = run_matrix(matrix(args.mode), args.rounds, args.duration)
+    command = "make bench" if args.mode == "full" else "make bench-quick"
+    if args.from_json:
+        raw = json.loads(Path(args.from_json).read_text())
+        results, syscalls, memory, workers = (raw["results"], raw["syscalls"], raw["memory"],
+                                              raw["workers"])
+        args.rounds = 1 + max(r["round"] for r in results)
+        args.duration = raw.get("duration", args.duration)
+    else:
+        build()
+        results = run_matrix(matrix(args.mode), args.rounds, args.duration)
+        syscalls = memory = workers = []
+        if args.mode == "full":
+            syscalls = [count_syscalls(n, servers()[n]) for n in ("echod", "c-epoll")]
+            memory = [idle_memory(n, servers()[n]) for n in ("echod", "c-epoll", "tokio")]
+            workers = workers_figure(args.rounds, args.duration)
+        raw = {"results": results, "syscalls": syscalls, "memory": memory, "workers": workers,
+               "duration": args.duration}
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"{args.mode}.json").write_text(json.dumps(raw, indent=1))
     table = summarize(results)
-    syscalls = memory = workers = []
-    if args.mode == "full":
-        syscalls = [count_syscalls(n, servers()[n]) for n in ("echod", "c-epoll")]
-        memory = [idle_memory(n, servers()[n]) for n in ("echod", "c-epoll", "tokio")]
-        workers = workers_figure(args.rounds, args.duration)
-    raw = {"results": results, "syscalls": syscalls, "memory": memory, "workers": workers}
-    (RESULTS / f"{args.mode}.json").write_text(json.dumps(raw, indent=1))
     report = write_report(args, table, syscalls, memory, workers, command)
     if args.mode == "full":
         png = ROOT / "docs" / "benchmarks.png"

@@ -9,11 +9,13 @@
 //! - [`stats`]: counters, close reasons and the exit summary.
 //! - [`server`]: the daemon: workers, the event loop, listeners, connections, UDP.
 //! - [`sys`]: the few libc calls std and mio lack (rlimits, errno classes).
+//! - [`cli`]: one-line usage errors and shared flag parsers for the binaries.
 //! - [`client`]: `echod-client`, netcat for echod.
 //! - [`mod@bench`]: `echod-bench`, the verifying load generator.
 
 pub mod addr;
 pub mod bench;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod framing;

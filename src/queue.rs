@@ -75,6 +75,11 @@ struct Chunk {
 
 /// Bytes owed to one peer, in order.
 ///
+/// The ring of chunk handles keeps its capacity once grown (at most about
+/// `(queue limit + one read) / CHUNK_SIZE` entries of 24 bytes), so a
+/// connection that fills and drains its queue again and again does not
+/// allocate each time.
+///
 /// Invariant: `len` equals the sum of `end - start` over the chunks, and no
 /// chunk in the queue is empty.
 #[derive(Debug, Default)]
@@ -179,10 +184,6 @@ impl OutQueue {
             if let Some(done) = self.chunks.pop_front() {
                 pool.give_back(done.buf);
             }
-        }
-        if self.chunks.is_empty() && self.chunks.capacity() > 64 {
-            // A burst grew the ring; an idle connection should not keep it.
-            self.chunks = VecDeque::new();
         }
     }
 }

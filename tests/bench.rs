@@ -6,64 +6,20 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Daemon;
 use serde_json::Value;
 
-/// Kills the child if the test ends early.
-struct Guard(Option<Child>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// Runs echod-bench with `args` (plus `--json`), bounded by `limit`, and
 /// returns its exit status and parsed report.
 fn bench(args: &[&str], limit: Duration) -> (ExitStatus, Value, String) {
-    let child = Command::new(env!("CARGO_BIN_EXE_echod-bench"))
-        .args(args)
-        .arg("--json")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn echod-bench");
-    let mut guard = Guard(Some(child));
-    let child = guard.0.as_mut().unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let reader = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "echod-bench {args:?} ran past {limit:?}"
-        );
-        thread::sleep(Duration::from_millis(10));
-    };
-    guard.0 = None;
-    let stdout = reader.join().unwrap();
-    let stderr = err_reader.join().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_echod-bench"));
+    cmd.args(args).arg("--json");
+    let out = common::run_bounded(&mut cmd, Some(Vec::new()), limit);
+    let (status, stdout, stderr) = (out.status, String::from_utf8_lossy(&out.stdout), out.stderr);
     let report = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout:?}\nstderr: {stderr}"));
     (status, report, stderr)

@@ -6,32 +6,14 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::Daemon;
+use common::{Bounded as Output, Daemon};
 
 /// Upper bound for one client run.
 const CLIENT_LIMIT: Duration = Duration::from_secs(20);
-
-/// Kills the child if the test ends early (panic or timeout).
-struct Guard(Option<Child>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-struct Output {
-    status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: String,
-}
 
 /// Runs echod-client with `args`, feeding `input` on stdin (then EOF), and
 /// collects its output; panics if it runs longer than [`CLIENT_LIMIT`].
@@ -41,56 +23,9 @@ fn client(args: &[&str], input: Vec<u8>) -> Output {
 
 /// As [`client`]; `None` keeps stdin open (no EOF) for the whole run.
 fn client_with_stdin(args: &[&str], input: Option<Vec<u8>>, limit: Duration) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_echod-client"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn echod-client");
-    let mut guard = Guard(Some(child));
-    let child = guard.0.as_mut().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let feeder = thread::spawn(move || {
-        if let Some(input) = input {
-            // The client may exit early (e.g. refused): a broken pipe is fine.
-            let _ = stdin.write_all(&input);
-            drop(stdin);
-        } else {
-            thread::sleep(CLIENT_LIMIT);
-            drop(stdin);
-        }
-    });
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let reader = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_reader = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "echod-client {args:?} did not finish within {limit:?}"
-        );
-        thread::sleep(Duration::from_millis(10));
-    };
-    guard.0 = None;
-    drop(feeder);
-    Output {
-        status,
-        stdout: reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_echod-client"));
+    cmd.args(args);
+    common::run_bounded(&mut cmd, input, limit)
 }
 
 /// 1 MB of bytes that are not a repeating short pattern.

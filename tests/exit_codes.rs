@@ -14,7 +14,7 @@ const LIMIT: Duration = Duration::from_secs(10);
 /// stderr line, naming the daemon, no panic. Returns that line.
 fn fails_with(args: &[&str], code: i32) -> String {
     let out = common::run_echod(args, LIMIT);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stderr = out.stderr.clone();
     assert_eq!(
         out.status.code(),
         Some(code),

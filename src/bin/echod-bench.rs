@@ -39,16 +39,16 @@ struct Args {
 
     /// Concurrent connections (UDP: sockets)
     #[arg(short = 'c', long = "connections", value_name = "CONNECTIONS",
-          default_value_t = bench::DEFAULT_CONNECTIONS, value_parser = positive)]
+          default_value_t = bench::DEFAULT_CONNECTIONS, value_parser = echod::cli::positive)]
     connections: usize,
 
     /// Payload bytes per message
     #[arg(short = 'l', long = "length", value_name = "LENGTH",
-          default_value_t = bench::DEFAULT_LENGTH, value_parser = positive)]
+          default_value_t = bench::DEFAULT_LENGTH, value_parser = echod::cli::positive)]
     length: usize,
 
     /// Seconds to measure, fractions allowed [default: 10 unless -n]
-    #[arg(short = 'd', long = "duration", value_name = "SECONDS", value_parser = seconds,
+    #[arg(short = 'd', long = "duration", value_name = "SECONDS", value_parser = echod::cli::positive_seconds,
           conflicts_with = "messages")]
     duration: Option<Duration>,
 
@@ -57,7 +57,7 @@ struct Args {
     messages: Option<u64>,
 
     /// Messages in flight per connection (closed loop)
-    #[arg(long, value_name = "K", default_value_t = 1, value_parser = positive)]
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = echod::cli::positive)]
     pipeline: usize,
 
     /// Open loop: total messages per second, latency from intended send times
@@ -65,7 +65,7 @@ struct Args {
     rate: Option<f64>,
 
     /// Seconds of traffic before measuring starts
-    #[arg(long, value_name = "SECONDS", value_parser = seconds_or_zero)]
+    #[arg(long, value_name = "SECONDS", value_parser = echod::config::parse_seconds)]
     warmup: Option<Duration>,
 
     /// Local address to connect from; repeat to spread connections round-robin
@@ -73,7 +73,7 @@ struct Args {
     source_ip: Vec<IpAddr>,
 
     /// Worker threads, each with its own poll loop and share of the connections
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = positive)]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = echod::cli::positive)]
     threads: usize,
 
     /// Speak the 10-byte length-header protocol (echod --mode framed)
@@ -93,30 +93,12 @@ struct Args {
     json: bool,
 }
 
-fn positive(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("'{s}' must be a whole number of at least 1")),
-    }
-}
-
-fn seconds_or_zero(s: &str) -> Result<Duration, String> {
-    match s.parse::<f64>() {
-        Ok(x) if x.is_finite() && (0.0..1e9).contains(&x) => Ok(Duration::from_secs_f64(x)),
-        _ => Err(format!("'{s}' is not a number of seconds")),
-    }
-}
-
-fn seconds(s: &str) -> Result<Duration, String> {
-    match seconds_or_zero(s)? {
-        d if d.is_zero() => Err("must be more than 0 seconds".into()),
-        d => Ok(d),
-    }
-}
-
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let args = Args::parse();
+    let args: Args = match echod::cli::parse_args("echod-bench") {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
 
     // First SIGINT/SIGTERM: stop sending, drain, report. Second: exit at once.
     let stop = Arc::new(AtomicBool::new(false));

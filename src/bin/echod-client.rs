@@ -33,7 +33,7 @@ Exit status:
 struct Args {
     /// Bytes per socket read (the seeds' recv() buffer); every byte is still delivered
     #[arg(long, value_name = "N", default_value_t = client::DEFAULT_RECV_SIZE,
-          value_parser = parse_positive)]
+          value_parser = echod::cli::positive)]
     recv_size: usize,
 
     /// Send each stdin line as one frame; print each received payload as a line
@@ -46,7 +46,7 @@ struct Args {
 
     /// Seconds (fractions allowed) for connect and idle; for UDP also the wait
     /// for replies after stdin EOF (default 2)
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = echod::cli::positive_seconds)]
     timeout: Option<Duration>,
 
     #[arg(
@@ -56,25 +56,11 @@ struct Args {
     addr: Endpoint,
 }
 
-fn parse_positive(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("'{s}' must be a whole number of at least 1")),
-    }
-}
-
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
-    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
-        return Err(format!("'{s}' must be a positive number of seconds"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = match echod::cli::parse_args("echod-client") {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
     let cfg = ClientConfig {
         endpoint: args.addr,
         recv_size: args.recv_size,

@@ -2,18 +2,16 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use echod::config::{Args, Config};
 
-/// Bad flag or address.
-const EXIT_USAGE: u8 = 2;
+use echod::cli::EXIT_USAGE;
 /// Runtime failure: address in use, bind refused, loop error.
 const EXIT_FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let args: Args = match echod::cli::parse_args("echod") {
         Ok(args) => args,
-        Err(e) => return usage_error(e),
+        Err(code) => return code,
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
@@ -39,21 +37,4 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
-}
-
-/// clap's errors are several lines (usage, hint); the contract wants one.
-fn usage_error(e: clap::Error) -> ExitCode {
-    use clap::error::ErrorKind;
-    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-        let _ = e.print();
-        return ExitCode::SUCCESS;
-    }
-    let text = e.to_string();
-    let first = text
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("invalid arguments")
-        .trim_start_matches("error: ");
-    eprintln!("echod: {first} (see echod --help)");
-    ExitCode::from(EXIT_USAGE)
 }

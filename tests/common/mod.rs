@@ -358,31 +358,86 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Runs `echod` with `args` to completion (killed after `limit`), with
-/// `RUST_LOG` unset and `RUST_BACKTRACE=1` so any panic would show a backtrace.
-pub fn run_echod(args: &[&str], limit: Duration) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_echod"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
+/// What a bounded run of a binary printed, and how it ended.
+pub struct Bounded {
+    pub status: std::process::ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+/// Runs `cmd` to completion with piped stdio, panicking (after killing it)
+/// if it runs past `limit`. `stdin`: `Some(bytes)` is written then closed
+/// (a broken pipe is fine: the program may exit early); `None` keeps stdin
+/// open, without data, until the program exits.
+pub fn run_bounded(cmd: &mut Command, stdin: Option<Vec<u8>>, limit: Duration) -> Bounded {
+    struct KillOnDrop(Option<std::process::Child>);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            if let Some(mut c) = self.0.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let child = cmd
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn echod");
-    let deadline = Instant::now() + limit;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("wait");
-            panic!(
-                "echod {args:?} still running after {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        .expect("spawn");
+    let mut guard = KillOnDrop(Some(child));
+    let child = guard.0.as_mut().expect("child");
+    let pipe = child.stdin.take().expect("stdin");
+    let held_stdin = match stdin {
+        Some(bytes) => {
+            let mut pipe = pipe;
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&bytes);
+            });
+            None
         }
-        std::thread::sleep(Duration::from_millis(20));
+        None => Some(pipe),
+    };
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{cmd:?} still running after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    drop(held_stdin);
+    guard.0 = None;
+    Bounded {
+        status,
+        stdout: out_reader.join().expect("stdout reader"),
+        stderr: err_reader.join().expect("stderr reader"),
     }
-    child.wait_with_output().expect("wait_with_output")
+}
+
+/// Runs `echod` with `args` to completion (bounded by `limit`), with
+/// `RUST_LOG` unset and `RUST_BACKTRACE=1` so any panic would show a backtrace.
+pub fn run_echod(args: &[&str], limit: Duration) -> Bounded {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_echod"));
+    cmd.args(args)
+        .env_remove("RUST_LOG")
+        .env("RUST_BACKTRACE", "1");
+    run_bounded(&mut cmd, Some(Vec::new()), limit)
 }
 
 /// How a client saw its connection end.
