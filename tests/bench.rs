@@ -80,11 +80,7 @@ fn fifty_connections_for_two_seconds_verify_with_plausible_figures() {
 
 #[test]
 fn unix_framed_and_pipelined_runs_verify() {
-    let path = common::temp_socket_path("bench");
-    let _ = std::fs::remove_file(&path);
-    let listen = format!("unix:{}", path.display());
-    let d = Daemon::start(&["--listen", &listen]);
-    let target = format!("unix:{}", d.unix_path().display());
+    let (_d, target) = Daemon::start_unix("bench", &[]);
     let (status, r, stderr) = bench(
         &[
             &target,

@@ -86,11 +86,7 @@ fn one_megabyte_round_trips_with_recv_size_7() {
 
 #[test]
 fn one_megabyte_round_trips_over_a_unix_socket() {
-    let path = common::temp_socket_path("client");
-    let _ = std::fs::remove_file(&path);
-    let listen = format!("unix:{}", path.display());
-    let d = Daemon::start(&["--listen", &listen]);
-    let target = format!("unix:{}", d.unix_path().display());
+    let (_d, target) = Daemon::start_unix("client", &[]);
     let data = megabyte();
     assert_same(&client(&[&target], data.clone()), &data);
     assert_same(&client(&["--recv-size", "7", &target], data.clone()), &data);

@@ -105,6 +105,20 @@ pub struct WorkerResult {
 }
 
 impl WorkerResult {
+    /// Counts one verified echo of `wire` bytes sent at `sent` and complete
+    /// at `now` (ns on the worker's clock). Echoes sent before
+    /// `measure_start` (the warm-up) are verified but not recorded; returns
+    /// whether this one was.
+    pub fn record_echo(&mut self, sent: u64, now: u64, measure_start: u64, wire: usize) -> bool {
+        if sent < measure_start {
+            return false;
+        }
+        self.hist.saturating_record(now.saturating_sub(sent).max(1));
+        self.messages += 1;
+        self.bytes += wire as u64;
+        true
+    }
+
     /// An empty result.
     pub fn new() -> Self {
         WorkerResult {

@@ -808,12 +808,7 @@ impl<'a> Worker<'a> {
                     let id = c.id;
                     self.res
                         .sample(|| format!("connection {id}: message {seq} came back different"));
-                } else if t >= self.measure_start {
-                    self.res
-                        .hist
-                        .saturating_record(now.saturating_sub(t).max(1));
-                    self.res.messages += 1;
-                    self.res.bytes += wire as u64;
+                } else if self.res.record_echo(t, now, self.measure_start, wire) {
                     self.unpublished += 1;
                 }
             }
@@ -852,12 +847,7 @@ impl<'a> Worker<'a> {
                     self.res.errors.mismatch += 1;
                     self.res
                         .sample(|| format!("socket {id}: datagram {seq} came back different"));
-                } else if t >= self.measure_start {
-                    self.res
-                        .hist
-                        .saturating_record(now.saturating_sub(t).max(1));
-                    self.res.messages += 1;
-                    self.res.bytes += wire as u64;
+                } else if self.res.record_echo(t, now, self.measure_start, wire) {
                     self.unpublished += 1;
                 }
             }

@@ -86,6 +86,19 @@ impl Daemon {
         d
     }
 
+    /// Starts echod listening on a fresh unix socket (plus `args`); returns
+    /// it and the `unix:/path` address clients use.
+    pub fn start_unix(tag: &str, args: &[&str]) -> (Daemon, String) {
+        let path = temp_socket_path(tag);
+        let _ = std::fs::remove_file(&path);
+        let listen = format!("unix:{}", path.display());
+        let mut all = vec!["--listen", listen.as_str()];
+        all.extend_from_slice(args);
+        let d = Daemon::start(&all);
+        let target = format!("unix:{}", d.unix_path().display());
+        (d, target)
+    }
+
     /// The first TCP address.
     pub fn addr(&self) -> SocketAddr {
         self.tcp[0]
