@@ -417,7 +417,7 @@ def main():
     if args.rounds is None:
         args.rounds = 3 if args.mode == "quick" else 5
     if args.duration is None:
-        args.duration = 3 if args.mode == "quick" else 4
+        args.duration = 2 if args.mode == "quick" else 4
     command = "make bench" if args.mode == "full" else "make bench-quick"
     if args.from_json:
         raw = json.loads(Path(args.from_json).read_text())
