@@ -169,12 +169,7 @@ fn rate_is_held_within_five_percent() {
 
 #[test]
 fn refused_connections_exit_3() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = common::refusing_addr();
     let (status, r, _) = bench(&[&addr, "-c", "3", "-d", "1"], Duration::from_secs(10));
     assert_eq!(status.code(), Some(3), "{r}");
     assert_eq!(num(&r, "errors.refused"), 3.0);

@@ -124,12 +124,7 @@ fn framed_lines_come_back_as_lines() {
 #[test]
 fn refused_connection_is_one_line_and_exit_3() {
     // A port that was free a moment ago: nothing listens there.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = common::refusing_addr();
     let out = client(&[&addr], b"hi\n".to_vec());
     assert_eq!(out.status.code(), Some(3), "{}", out.stderr);
     assert_eq!(

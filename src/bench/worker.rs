@@ -98,6 +98,19 @@ enum Sock {
 }
 
 impl Sock {
+    /// One non-blocking write, retried on EINTR: `Ok(Some(n))` when `n`
+    /// bytes (or one datagram) went out, `Ok(None)` when the socket is full.
+    fn write_once(&mut self, buf: &[u8]) -> io::Result<Option<usize>> {
+        loop {
+            match self.write(buf) {
+                Ok(n) => return Ok(Some(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn source(&mut self) -> &mut dyn Source {
         match self {
             Sock::Tcp(s) => s,
@@ -943,16 +956,15 @@ impl<'a> Worker<'a> {
             while let Some(&(seq, t)) = c.unsent.front() {
                 self.sbuf.clear();
                 self.payload.write_message(&mut self.sbuf, c.id, seq);
-                match c.sock.write(&self.sbuf) {
-                    Ok(_) => {
+                match c.sock.write_once(&self.sbuf) {
+                    Ok(Some(_)) => {
                         c.unsent.pop_front();
                         c.inflight.push_back((seq, t));
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    Ok(None) => {
                         c.writable = false;
                         break;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
                         result = Err(e);
                         break;
@@ -963,13 +975,12 @@ impl<'a> Worker<'a> {
         } else {
             let mut result = Ok(());
             while c.out_pos < c.out.len() {
-                match c.sock.write(&c.out[c.out_pos..]) {
-                    Ok(n) => c.out_pos += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match c.sock.write_once(&c.out[c.out_pos..]) {
+                    Ok(Some(n)) => c.out_pos += n,
+                    Ok(None) => {
                         c.writable = false;
                         break;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
                         result = Err(e);
                         break;

@@ -240,6 +240,16 @@ fn expected_sockets(args: &[&str]) -> usize {
     listens + udps
 }
 
+/// An address nothing listens on: a port that was free a moment ago.
+pub fn refusing_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("local_addr")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
 /// Connects with 10 s read/write timeouts.
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
