@@ -43,6 +43,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::addr::Endpoint;
+use crate::framing::{FrameDecoder, FrameError, HEADER_LEN};
 
 /// Exit statuses shared by `echod-client` and `echod-bench` (documented in
 /// both `--help` texts and in docs/LOADTEST.md).
@@ -73,10 +74,6 @@ pub const UDP_MAX_PAYLOAD: usize = 65_507;
 /// How long `--udp` waits for outstanding replies after stdin EOF, unless
 /// `--timeout` says otherwise.
 pub const DEFAULT_UDP_WAIT: Duration = Duration::from_secs(2);
-
-/// The framed protocol's header: the payload length in ASCII decimal,
-/// space-padded to 10 bytes.
-pub const FRAME_HEADER_LEN: usize = 10;
 
 /// Datagrams sent but not yet answered before the stdin thread waits for
 /// replies: a burst larger than the socket buffers would only be dropped.
@@ -151,6 +148,26 @@ pub enum TimeoutKind {
     Replies { missing: u64, sent: u64 },
 }
 
+/// How the server broke the framed protocol (`--framed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// A frame header that is not a length, as the decoder found it.
+    Header(FrameError),
+    /// The server closed the connection in the middle of a frame.
+    Truncated,
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::Header(e) => write!(f, "{e}"),
+            ProtocolError::Truncated => {
+                write!(f, "the connection closed in the middle of a frame")
+            }
+        }
+    }
+}
+
 /// Why the client failed. `Display` is one human line without the program
 /// name; [`ClientError::exit_code`] maps each case to an [`exit`] status.
 #[derive(Debug)]
@@ -168,7 +185,10 @@ pub enum ClientError {
         after: Duration,
     },
     /// The server sent something that is not a frame (exit 6).
-    Protocol { endpoint: Endpoint, detail: String },
+    Protocol {
+        endpoint: Endpoint,
+        error: ProtocolError,
+    },
     /// Any other I/O failure, with what we were doing (exit 1).
     Io {
         context: &'static str,
@@ -232,8 +252,8 @@ impl fmt::Display for ClientError {
                     ),
                 }
             }
-            ClientError::Protocol { endpoint, detail } => {
-                write!(f, "protocol error from {endpoint}: {detail}")
+            ClientError::Protocol { endpoint, error } => {
+                write!(f, "protocol error from {endpoint}: {error}")
             }
             ClientError::Io {
                 context,
@@ -248,6 +268,10 @@ impl std::error::Error for ClientError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ClientError::Io { source, .. } => Some(source),
+            ClientError::Protocol {
+                error: ProtocolError::Header(e),
+                ..
+            } => Some(e),
             _ => None,
         }
     }
@@ -400,7 +424,7 @@ fn write_all_active(mut sock: &Stream, mut buf: &[u8], activity: &Activity) -> i
 
 /// Builds one frame: the 10-byte left-aligned decimal header, then `payload`.
 pub fn encode_frame(payload: &[u8]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
+    let mut frame = Vec::with_capacity(HEADER_LEN + payload.len());
     frame.extend_from_slice(format!("{:<10}", payload.len()).as_bytes());
     frame.extend_from_slice(payload);
     frame
@@ -448,82 +472,63 @@ fn pump_stdin<R: Read>(
         .map_err(|_| SendError::Socket)
 }
 
-/// Incremental decoder for the frames the server sends back: header bytes
-/// may arrive split anywhere. Invariant: `header_len < FRAME_HEADER_LEN`
-/// while a header is being collected, and `remaining` is `Some` exactly while
-/// a payload is being copied out.
+/// Prints the payloads of the frames the server sends back, each followed by
+/// `\n`, using the library's streaming [`FrameDecoder`]; header bytes may
+/// arrive split anywhere. No length limit: a payload streams through to the
+/// output as it arrives, whatever size the server announces.
 struct FrameReader {
-    header: [u8; FRAME_HEADER_LEN],
-    header_len: usize,
-    remaining: Option<u64>,
+    decoder: FrameDecoder,
+}
+
+/// Why [`FrameReader::feed`] stopped.
+enum FeedError {
+    /// The server sent an invalid frame header.
+    Frame(FrameError),
+    /// Writing the output failed.
+    Output(io::Error),
 }
 
 impl FrameReader {
     fn new() -> Self {
         FrameReader {
-            header: [0; FRAME_HEADER_LEN],
-            header_len: 0,
-            remaining: None,
+            decoder: FrameDecoder::new(u64::MAX),
         }
     }
 
     /// True when the stream is between two frames.
     fn at_boundary(&self) -> bool {
-        self.header_len == 0 && self.remaining.is_none()
+        self.decoder.at_boundary()
     }
 
     /// Feeds received bytes; payload bytes go to `out`, a `\n` after each
-    /// frame. Errors: a header that is not decimal digits padded with spaces
-    /// (the `String`), or a failed write to `out`.
-    fn feed<W: Write>(
-        &mut self,
-        mut data: &[u8],
-        out: &mut W,
-    ) -> Result<(), Result<String, io::Error>> {
+    /// frame. Everything before an invalid header is written before the error
+    /// is returned.
+    fn feed<W: Write>(&mut self, mut data: &[u8], out: &mut W) -> Result<(), FeedError> {
         while !data.is_empty() {
-            match self.remaining {
-                None => {
-                    let take = (FRAME_HEADER_LEN - self.header_len).min(data.len());
-                    self.header[self.header_len..self.header_len + take]
-                        .copy_from_slice(&data[..take]);
-                    self.header_len += take;
-                    data = &data[take..];
-                    if self.header_len == FRAME_HEADER_LEN {
-                        let len = parse_frame_header(&self.header).ok_or_else(|| {
-                            Ok(format!(
-                                "invalid frame header {:?}",
-                                String::from_utf8_lossy(&self.header)
-                            ))
-                        })?;
-                        self.header_len = 0;
-                        self.remaining = Some(len);
-                    }
-                }
-                Some(rem) => {
-                    let take = (rem.min(data.len() as u64)) as usize;
-                    out.write_all(&data[..take]).map_err(Err)?;
-                    data = &data[take..];
-                    self.remaining = Some(rem - take as u64);
-                }
+            let in_header = self.decoder.payload_remaining() == 0;
+            let before = self.decoder.offset();
+            // At most one frame per call: what it releases is the rest of a
+            // header (when it began in one and completed it), then payload.
+            let d = self.decoder.decode(data, 1);
+            let header = if in_header && d.released > 0 {
+                HEADER_LEN.saturating_sub(d.carried.len())
+            } else {
+                0
+            };
+            let payload = data.get(header..d.released).unwrap_or_default();
+            out.write_all(payload).map_err(FeedError::Output)?;
+            if d.frames > 0 {
+                out.write_all(b"\n").map_err(FeedError::Output)?;
             }
-            if self.remaining == Some(0) {
-                out.write_all(b"\n").map_err(Err)?;
-                self.remaining = None;
+            if let Some(e) = d.error {
+                return Err(FeedError::Frame(e));
             }
+            let consumed = self.decoder.offset().saturating_sub(before);
+            let consumed = usize::try_from(consumed).unwrap_or(data.len());
+            data = data.get(consumed..).unwrap_or_default();
         }
         Ok(())
     }
-}
-
-/// Parses a 10-byte frame header: decimal digits, left- or right-aligned,
-/// padded with spaces. `None` if it is anything else.
-pub fn parse_frame_header(header: &[u8; FRAME_HEADER_LEN]) -> Option<u64> {
-    let text = std::str::from_utf8(header).ok()?;
-    let digits = text.trim_matches(' ');
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
 }
 
 fn run_stream<R, W>(cfg: &ClientConfig, input: R, mut output: W) -> Result<(), ClientError>
@@ -600,11 +605,11 @@ where
         activity.touch();
         if cfg.framed {
             frames.feed(&buf[..n], &mut output).map_err(|e| match e {
-                Ok(detail) => ClientError::Protocol {
+                FeedError::Frame(e) => ClientError::Protocol {
                     endpoint: ep.clone(),
-                    detail,
+                    error: ProtocolError::Header(e),
                 },
-                Err(io) => out_err(io),
+                FeedError::Output(io) => out_err(io),
             })?;
         } else {
             output.write_all(&buf[..n]).map_err(out_err)?;
@@ -620,7 +625,7 @@ where
     if cfg.framed && !frames.at_boundary() {
         return Err(ClientError::Protocol {
             endpoint: ep.clone(),
-            detail: "the connection closed in the middle of a frame".into(),
+            error: ProtocolError::Truncated,
         });
     }
     Ok(())
@@ -793,16 +798,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn frame_header_accepts_both_alignments() {
-        assert_eq!(parse_frame_header(b"12        "), Some(12));
-        assert_eq!(parse_frame_header(b"        12"), Some(12));
-        assert_eq!(parse_frame_header(b"0         "), Some(0));
-        assert_eq!(parse_frame_header(b"          "), None);
-        assert_eq!(parse_frame_header(b"1 2       "), None);
-        assert_eq!(parse_frame_header(b"-1        "), None);
-    }
-
-    #[test]
     fn frames_split_anywhere_decode_to_lines() {
         let mut wire = encode_frame(b"hello");
         wire.extend(encode_frame(b""));
@@ -819,10 +814,25 @@ mod tests {
     }
 
     #[test]
-    fn bad_header_is_a_protocol_error() {
-        let mut reader = FrameReader::new();
-        let mut out = Vec::new();
-        assert!(matches!(reader.feed(b"abcdefghij", &mut out), Err(Ok(_))));
+    fn bad_header_is_a_protocol_error_after_the_frames_before_it() {
+        let mut wire = encode_frame(b"ok");
+        wire.extend_from_slice(b"12x       ");
+        for split in 1..wire.len() {
+            let mut reader = FrameReader::new();
+            let mut out = Vec::new();
+            let mut error = None;
+            for piece in wire.chunks(split) {
+                if let Err(e) = reader.feed(piece, &mut out) {
+                    error = Some(e);
+                    break;
+                }
+            }
+            let Some(FeedError::Frame(e)) = error else {
+                panic!("split {split}: no frame error");
+            };
+            assert_eq!(e.offset, 14, "split {split}");
+            assert_eq!(out, b"ok\n", "split {split}");
+        }
     }
 
     #[test]

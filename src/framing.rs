@@ -406,6 +406,24 @@ impl FrameDecoder {
         matches!(self.state, State::Header(h) if h.held.is_empty())
     }
 
+    /// Payload bytes of the current frame still to come.
+    ///
+    /// Invariant: it is `n > 0` exactly when the decoder is inside a payload,
+    /// and then the next `n` stream bytes are that payload (the decoder
+    /// releases them whatever they are); it is `0` when the next stream byte
+    /// belongs to a header (or after an error). So a call to
+    /// [`decode`](Self::decode) made when this is `0` releases, in order, the
+    /// rest of a header (`HEADER_LEN - carried.len()` bytes of its input, if
+    /// that header completed) and then payload; with `max_frames == 1` that
+    /// is all it releases. This lets a caller that wants the payloads alone
+    /// (a client printing them) tell them from the header bytes.
+    pub fn payload_remaining(&self) -> u64 {
+        match self.state {
+            State::Payload { remaining } => remaining,
+            State::Header(_) | State::Failed(_) => 0,
+        }
+    }
+
     /// Frames completed in total.
     pub fn frames(&self) -> u64 {
         self.frames
@@ -694,6 +712,21 @@ mod tests {
         assert!(d.carried.is_empty());
         assert_eq!(d.released, 0);
         assert_eq!(d.error, err(20, FrameErrorKind::BadByte(b'x')));
+    }
+
+    #[test]
+    fn payload_remaining_counts_down_inside_a_payload_only() {
+        let mut dec = FrameDecoder::new(MIB16);
+        assert_eq!(dec.payload_remaining(), 0);
+        dec.decode(b"5    ", u64::MAX);
+        assert_eq!(dec.payload_remaining(), 0, "inside a header");
+        let d = dec.decode(b"     he", u64::MAX);
+        assert_eq!(d.released, 7);
+        assert_eq!(dec.payload_remaining(), 3);
+        dec.decode(b"llo", u64::MAX);
+        assert_eq!(dec.payload_remaining(), 0, "back at a boundary");
+        dec.decode(b"x", u64::MAX);
+        assert_eq!(dec.payload_remaining(), 0, "after an error");
     }
 
     #[test]

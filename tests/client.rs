@@ -174,3 +174,35 @@ fn server_reset_exits_4() {
     assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
     assert!(out.stderr.contains("connection reset"), "{}", out.stderr);
 }
+
+#[test]
+fn bad_frames_from_the_server_exit_6_after_what_came_before() {
+    // A server that sends one good frame, then `tail`, then closes. Payload
+    // bytes stream out as they come, so a cut frame's first bytes are printed.
+    for (tail, stdout, why) in [
+        (
+            &b"12x       "[..],
+            &b"ok\n"[..],
+            "invalid frame header at byte 14: byte 0x78",
+        ),
+        (
+            b"5         he",
+            b"ok\nhe",
+            "closed in the middle of a frame",
+        ),
+    ] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        thread::spawn(move || {
+            if let Ok((mut s, _)) = listener.accept() {
+                let _ = s.write_all(b"2         ok");
+                let _ = s.write_all(tail);
+            }
+        });
+        let out = client(&["--framed", "--recv-size", "7", &addr], Vec::new());
+        assert_eq!(out.status.code(), Some(6), "{}", out.stderr);
+        assert_eq!(out.stdout, stdout, "{why}");
+        assert!(out.stderr.contains("protocol error from"), "{}", out.stderr);
+        assert!(out.stderr.contains(why), "{}", out.stderr);
+    }
+}
