@@ -12,7 +12,9 @@ pub enum CloseReason {
     PeerClosed,
     /// A read or write failed (reset, broken pipe, ...).
     Error,
-    /// No byte moved either way for `--idle-timeout`.
+    /// No byte moved either way for `--idle-timeout`; still this when the
+    /// drain that follows reaches its deadline (see
+    /// [`CloseReason::at_drain_deadline`]).
     IdleTimeout,
     /// The daemon is shutting down.
     Shutdown,
@@ -20,7 +22,9 @@ pub enum CloseReason {
     Once,
     /// Framed mode: an invalid or oversized header.
     BadFrame,
-    /// Draining took longer than allowed (peer neither read nor closed).
+    /// A drain begun for another reason (shutdown, a bad frame, `--once`)
+    /// could not finish in time: the peer neither read what was owed nor
+    /// went quiet or closed. Never an idle timeout's drain.
     DrainTimeout,
 }
 
@@ -46,6 +50,18 @@ impl CloseReason {
             CloseReason::Once => "once",
             CloseReason::BadFrame => "bad_frame",
             CloseReason::DrainTimeout => "drain_timeout",
+        }
+    }
+
+    /// What a connection draining for `self` is counted as when its drain
+    /// deadline passes: [`CloseReason::DrainTimeout`], except that an idle
+    /// timeout stays [`CloseReason::IdleTimeout`]. The idle timeout ended
+    /// that connection; a peer that stopped reading is no less idle while
+    /// we try to flush to it.
+    pub fn at_drain_deadline(self) -> CloseReason {
+        match self {
+            CloseReason::IdleTimeout => CloseReason::IdleTimeout,
+            _ => CloseReason::DrainTimeout,
         }
     }
 }
@@ -166,6 +182,18 @@ mod tests {
     fn reasons_index_their_own_slot() {
         for (i, r) in CloseReason::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i);
+        }
+    }
+
+    #[test]
+    fn only_an_idle_timeout_keeps_its_reason_at_the_drain_deadline() {
+        for r in CloseReason::ALL {
+            let expected = if r == CloseReason::IdleTimeout {
+                CloseReason::IdleTimeout
+            } else {
+                CloseReason::DrainTimeout
+            };
+            assert_eq!(r.at_drain_deadline(), expected, "{r}");
         }
     }
 

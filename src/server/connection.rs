@@ -187,13 +187,15 @@ impl Connection {
     }
 
     /// Timer check for a draining connection: closes it if its quiet spell
-    /// or its deadline has passed. Returns whether it is now closed.
+    /// or its deadline has passed (the latter counted as
+    /// [`CloseReason::at_drain_deadline`] says). Returns whether it is now
+    /// closed.
     pub fn drain_expired(&mut self, now: Instant) -> bool {
         let Phase::Draining(drain) = self.phase else {
             return false;
         };
         if now >= drain.until {
-            self.set_phase(Phase::Closed(CloseReason::DrainTimeout));
+            self.set_phase(Phase::Closed(drain.reason.at_drain_deadline()));
             return true;
         }
         if drain.quiet_until.is_some_and(|q| now >= q) {
