@@ -52,7 +52,11 @@ pub struct Drain {
 }
 
 /// Where a connection is in its life. Only `Connection::set_phase` changes it.
+///
+/// `repr(u8)` gives the phase an explicit tag: without it the tag hides in a
+/// niche of `Drain`'s `Instant`s, and every `match` on the hot path decodes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Phase {
     /// Reading and echoing; reading pauses while the queue is over the limit.
     Open,
@@ -214,7 +218,7 @@ impl Connection {
 
     /// Queues `bytes` to be sent before anything the peer sends is echoed.
     pub fn send_banner(&mut self, bytes: &[u8], shared: &mut Shared) -> Next {
-        if let Err(e) = self.send(&[bytes], shared) {
+        if let Err(e) = self.send([bytes], shared) {
             return self.fail(e);
         }
         Next::Wait
@@ -222,22 +226,56 @@ impl Connection {
 
     /// Does everything the connection can do now: flush, read, echo, change
     /// phase. Called after an event, from the ready list, and by timers.
+    ///
+    /// Kept small for the steady state (open, nothing owed, input waiting):
+    /// everything else happens in [`Connection::settle_phase`], out of line.
     pub fn drive(&mut self, shared: &mut Shared) -> Next {
         let mut budget = READ_BUDGET;
         loop {
-            if let Err(e) = self.flush(shared) {
-                return self.fail(e);
-            }
-            match self.phase {
-                Phase::Closed(reason) => return Next::Reap(reason),
-                Phase::PeerClosed if self.queue.is_empty() => {
-                    self.set_phase(Phase::Closed(CloseReason::PeerClosed));
-                    return Next::Reap(CloseReason::PeerClosed);
+            if !self.queue.is_empty() {
+                if let Err(e) = self.flush(shared) {
+                    return self.fail(e);
                 }
-                Phase::Draining(drain) if self.queue.is_empty() => {
+                if self.paused && self.queue.len() <= shared.queue_limit / 2 {
+                    self.paused = false;
+                }
+            }
+            if !matches!(self.phase, Phase::Open) {
+                if let Some(next) = self.settle_phase(shared) {
+                    return next;
+                }
+            }
+            if !self.readable || self.paused {
+                return Next::Wait;
+            }
+            if budget == 0 {
+                return Next::Again;
+            }
+            match self.read_once(shared) {
+                Ok(n) => budget = budget.saturating_sub(n.max(1)),
+                Err(e) => return self.fail(e),
+            }
+        }
+    }
+
+    /// Outside `Open`: moves the phase on once what is owed is out. Returns
+    /// what `drive` should return, or `None` to go on reading (a draining
+    /// connection discards input until EOF).
+    #[inline(never)]
+    fn settle_phase(&mut self, shared: &Shared) -> Option<Next> {
+        match self.phase {
+            Phase::Open => None,
+            Phase::Closed(reason) => Some(Next::Reap(reason)),
+            Phase::PeerClosed if self.queue.is_empty() => {
+                self.set_phase(Phase::Closed(CloseReason::PeerClosed));
+                Some(Next::Reap(CloseReason::PeerClosed))
+            }
+            Phase::PeerClosed => Some(Next::Wait),
+            Phase::Draining(drain) => {
+                if self.queue.is_empty() {
                     if drain.peer_eof {
                         self.set_phase(Phase::Closed(drain.reason));
-                        return Next::Reap(drain.reason);
+                        return Some(Next::Reap(drain.reason));
                     }
                     if drain.quiet_until.is_none() {
                         // Owed bytes are out: FIN, then drain input so our
@@ -245,7 +283,7 @@ impl Connection {
                         // echoes.
                         if self.stream.shutdown_write().is_err() {
                             self.set_phase(Phase::Closed(drain.reason));
-                            return Next::Reap(drain.reason);
+                            return Some(Next::Reap(drain.reason));
                         }
                         let now = shared.now;
                         self.set_phase(Phase::Draining(Drain {
@@ -255,25 +293,7 @@ impl Connection {
                         }));
                     }
                 }
-                _ => {}
-            }
-            if self.paused && self.queue.len() <= shared.queue_limit / 2 {
-                self.paused = false;
-            }
-            let wants_input = match self.phase {
-                Phase::Open => true,
-                Phase::Draining(drain) => !drain.peer_eof,
-                Phase::PeerClosed | Phase::Closed(_) => false,
-            };
-            if !wants_input || !self.readable || self.paused {
-                return Next::Wait;
-            }
-            if budget == 0 {
-                return Next::Again;
-            }
-            match self.read_once(shared) {
-                Ok(n) => budget = budget.saturating_sub(n.max(1)),
-                Err(e) => return self.fail(e),
+                drain.peer_eof.then_some(Next::Wait)
             }
         }
     }
@@ -349,7 +369,7 @@ impl Connection {
         let once = shared.once;
         match self.decoder.as_mut() {
             None => {
-                self.send(&[input], shared)?;
+                self.send([input], shared)?;
                 if once {
                     let until = shared.now + DRAIN_LINGER;
                     self.begin_draining(CloseReason::Once, until);
@@ -361,7 +381,7 @@ impl Connection {
                 let frames_done = decoder.frames();
                 shared.stats.frames += decoded.frames;
                 let released = &input[..decoded.released];
-                self.send(&[decoded.carried.as_slice(), released], shared)?;
+                self.send([decoded.carried.as_slice(), released], shared)?;
                 let until = shared.now + DRAIN_LINGER;
                 if let Some(err) = decoded.error {
                     if shared.bad_frame_log.allow(shared.now) {
@@ -378,38 +398,41 @@ impl Connection {
 
     /// Writes `parts` at once if nothing is queued, queueing only what the
     /// socket did not take; otherwise appends to the queue to keep order.
-    fn send(&mut self, parts: &[&[u8]], shared: &mut Shared) -> io::Result<()> {
+    /// Generic over the number of parts so the echo path (one part) compiles
+    /// to a plain `write` with nothing to add up or iterate.
+    #[inline]
+    fn send<const N: usize>(&mut self, parts: [&[u8]; N], shared: &mut Shared) -> io::Result<()> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         if total == 0 {
             return Ok(());
         }
         let mut written = 0;
         if self.queue.is_empty() && self.writable {
-            let result = match parts {
-                [one] => self.stream.write(one),
-                [[], second] => self.stream.write(second),
-                _ => {
-                    let slices: [IoSlice<'_>; 2] = [
-                        IoSlice::new(parts.first().copied().unwrap_or_default()),
-                        IoSlice::new(parts.get(1).copied().unwrap_or_default()),
-                    ];
-                    self.stream.write_vectored(&slices)
-                }
+            let result = match parts.iter().find(|p| p.len() == total) {
+                Some(whole) => self.stream.write(whole),
+                None => self.stream.write_vectored(&parts.map(IoSlice::new)),
             };
             match result {
                 Ok(n) => {
                     written = n;
                     shared.stats.bytes_out += n as u64;
-                    if n < total {
-                        self.writable = false;
+                    if n == total {
+                        return Ok(());
                     }
+                    self.writable = false;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        let mut skip = written;
+        self.queue_rest(&parts, written, shared);
+        Ok(())
+    }
+
+    /// Queues `parts` minus their first `skip` bytes (already written);
+    /// pauses reading when the queue goes over the limit.
+    fn queue_rest(&mut self, parts: &[&[u8]], mut skip: usize, shared: &mut Shared) {
         for part in parts {
             if skip >= part.len() {
                 skip -= part.len();
@@ -421,7 +444,6 @@ impl Connection {
         if self.queue.len() > shared.queue_limit {
             self.paused = true;
         }
-        Ok(())
     }
 
     /// Drains the queue while the socket takes bytes.
@@ -459,6 +481,7 @@ impl Connection {
         }
     }
 
+    #[cold]
     fn fail(&mut self, e: io::Error) -> Next {
         debug!("{}: {e}", self.peer);
         self.force_close(CloseReason::Error);

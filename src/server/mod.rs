@@ -198,6 +198,14 @@ pub struct Worker {
     udp_ports: Vec<u16>,
 }
 
+/// Drives `conn`; returns what to do with it next and whether it started
+/// draining (the worker counts those for its timer).
+fn drive_conn(conn: &mut Connection, shared: &mut Shared) -> (Next, bool) {
+    let was_draining = conn.is_draining();
+    let next = conn.drive(shared);
+    (next, conn.is_draining() && !was_draining)
+}
+
 impl Worker {
     /// A worker owning `sockets`; registers them (the only epoll_ctl calls
     /// besides one per accepted connection).
@@ -309,7 +317,8 @@ impl Worker {
         match self.entries.get_mut(key) {
             Some(Entry::Conn(conn)) => {
                 conn.on_event(event);
-                self.drive(key);
+                let driven = drive_conn(conn, &mut self.shared);
+                self.file(key, driven);
             }
             Some(Entry::Listener(_)) => self.accept(key),
             Some(Entry::Udp(udp)) => {
@@ -331,13 +340,16 @@ impl Worker {
 
     /// Drives one connection and files it by the result.
     fn drive(&mut self, key: usize) {
-        let Some(Entry::Conn(conn)) = self.entries.get_mut(key) else {
-            return;
-        };
-        let was_draining = conn.is_draining();
-        let next = conn.drive(&mut self.shared);
-        let now_draining = conn.is_draining();
-        if now_draining && !was_draining {
+        if let Some(Entry::Conn(conn)) = self.entries.get_mut(key) {
+            let driven = drive_conn(conn, &mut self.shared);
+            self.file(key, driven);
+        }
+    }
+
+    /// Files a driven connection: counted if it started draining, onto the
+    /// ready list if it has input left, onto the reap list if closed.
+    fn file(&mut self, key: usize, (next, started_draining): (Next, bool)) {
+        if started_draining {
             self.draining += 1;
         }
         match next {
