@@ -232,3 +232,64 @@ fn corrupting_server_is_caught() {
     let samples = r["error_samples"].to_string();
     assert!(samples.contains("came back different"), "{samples}");
 }
+
+/// utime+stime of `pid` in seconds, from /proc (clock ticks of 10 ms).
+fn proc_cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("comm") + 2..]
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[test]
+fn server_pid_reports_the_servers_cpu_over_the_measured_window_only() {
+    let d = Daemon::start(&[]);
+    let addr = d.addr().to_string();
+    let pid = d.pid().to_string();
+    let before = proc_cpu_s(d.pid());
+    let (status, r, stderr) = bench(
+        &[
+            &addr,
+            "-c",
+            "20",
+            "-d",
+            "1",
+            "--warmup",
+            "0.5",
+            "--server-pid",
+            &pid,
+        ],
+        Duration::from_secs(15),
+    );
+    let whole_run = proc_cpu_s(d.pid()) - before;
+    assert_clean(status, &r, &stderr, 20.0);
+    let cpu = num(&r, "server_cpu_s");
+    // Busy for a second of load, but one thread cannot use more than the
+    // window, and the window excludes the connects and the warm-up.
+    assert!(cpu > 0.0 && cpu <= 1.2, "{r}");
+    assert!(
+        cpu <= whole_run + 0.02,
+        "window {cpu} s > whole run {whole_run} s"
+    );
+    let per_msg = num(&r, "server_cpu_us_per_msg");
+    assert!(
+        (per_msg - cpu * 1e6 / num(&r, "messages")).abs() < 1e-6,
+        "{r}"
+    );
+
+    let (_, plain, _) = bench(&[&addr, "-c", "2", "-n", "100"], Duration::from_secs(15));
+    assert!(plain["server_cpu_s"].is_null(), "{plain}");
+}
+
+#[test]
+fn server_pid_of_no_process_is_a_usage_error() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_echod-bench"));
+    cmd.args(["127.0.0.1:9", "--server-pid", "2147483646"]);
+    let out = common::run_bounded(&mut cmd, None, Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = out.stderr.trim();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--server-pid 2147483646"), "{stderr}");
+}

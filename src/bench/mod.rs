@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use crate::addr::Endpoint;
 use crate::client::exit;
+use crate::sys::ProcessCpuClock;
 
 pub use report::{ErrorCounts, Latency, Report};
 
@@ -91,6 +92,9 @@ pub struct BenchConfig {
     pub idle: bool,
     /// Draw a progress bar on stderr (the binary sets this when stderr is a terminal).
     pub progress: bool,
+    /// `--server-pid`: a local process (the server) whose CPU time over the
+    /// measured window is reported, per message too.
+    pub server_pid: Option<u32>,
 }
 
 impl BenchConfig {
@@ -110,6 +114,7 @@ impl BenchConfig {
             udp: false,
             idle: false,
             progress: false,
+            server_pid: None,
         }
     }
 
@@ -138,6 +143,11 @@ impl BenchConfig {
                 return usage("--idle holds connections for -d seconds; -n makes no sense".into())
             }
             _ => {}
+        }
+        if let Some(pid) = self.server_pid {
+            if let Err(e) = ProcessCpuClock::of(pid) {
+                return usage(format!("--server-pid {pid}: cannot read its CPU time: {e}"));
+            }
         }
         if let Some(r) = self.rate {
             if !(r.is_finite() && r > 0.0) {
@@ -326,8 +336,14 @@ pub fn run(cfg: &BenchConfig, stop: Arc<AtomicBool>) -> Result<Report, BenchErro
         })
         .collect();
 
+    let server_clock = match cfg.server_pid {
+        Some(pid) => Some(ProcessCpuClock::of(pid).map_err(|e| {
+            BenchError::Usage(format!("--server-pid {pid}: cannot read its CPU time: {e}"))
+        })?),
+        None => None,
+    };
     let done = AtomicBool::new(false);
-    let results = std::thread::scope(|scope| {
+    let (results, server_cpu) = std::thread::scope(|scope| {
         let handles: Vec<_> = plans
             .into_iter()
             .enumerate()
@@ -342,6 +358,10 @@ pub fn run(cfg: &BenchConfig, stop: Arc<AtomicBool>) -> Result<Report, BenchErro
             let (shared, done) = (&shared, &done);
             scope.spawn(move || progress_bar(shared, done));
         }
+        let sampler = server_clock.map(|clock| {
+            let (shared, done) = (&shared, &done);
+            scope.spawn(move || server_cpu_in_window(clock, shared, done))
+        });
         let mut results = Vec::new();
         let mut failure = None;
         for h in handles {
@@ -372,9 +392,10 @@ pub fn run(cfg: &BenchConfig, stop: Arc<AtomicBool>) -> Result<Report, BenchErro
             }
         }
         done.store(true, Ordering::Relaxed);
+        let server_cpu = sampler.and_then(|s| s.join().ok().flatten());
         match failure {
             Some(e) => Err(e),
-            None => Ok(results),
+            None => Ok((results, server_cpu)),
         }
     })?;
 
@@ -390,7 +411,58 @@ pub fn run(cfg: &BenchConfig, stop: Arc<AtomicBool>) -> Result<Report, BenchErro
         rate: cfg.rate,
         warmup_s: cfg.warmup.as_secs_f64(),
     };
-    Ok(Report::merge(info, results))
+    let mut report = Report::merge(info, results);
+    if let Some(cpu) = server_cpu {
+        report.set_server_cpu(cpu);
+    }
+    Ok(report)
+}
+
+/// The server's CPU time over the measured window: from the end of the
+/// warm-up to the `-d` deadline (or, with `-n`, the end of the run). `None`
+/// if the run ended before the window opened or the clock failed.
+fn server_cpu_in_window(
+    clock: ProcessCpuClock,
+    shared: &Shared,
+    done: &AtomicBool,
+) -> Option<Duration> {
+    let over = || done.load(Ordering::Relaxed) || shared.stop.load(Ordering::Relaxed);
+    // Sleeps in short steps until `t`; false if the run ended first.
+    let wait_until = |t: Instant| loop {
+        let now = Instant::now();
+        if now >= t {
+            return true;
+        }
+        if over() {
+            return false;
+        }
+        std::thread::sleep((t - now).min(Duration::from_millis(10)));
+    };
+    let start = loop {
+        if let Some(&s) = shared.started.get() {
+            break s;
+        }
+        if over() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let measure_from = start + shared.cfg.warmup;
+    if !wait_until(measure_from) {
+        return None;
+    }
+    let before = clock.now().ok()?;
+    match shared.cfg.limit {
+        Limit::Duration(d) => {
+            wait_until(measure_from + d);
+        }
+        Limit::Messages(_) => {
+            while !over() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+    Some(clock.now().ok()?.saturating_sub(before))
 }
 
 /// Draws the live progress bar on stderr until `done`.

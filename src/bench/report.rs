@@ -213,6 +213,11 @@ pub struct Report {
     /// True when every connection was established, nothing went wrong, and
     /// (unless idle) at least one echo was measured.
     pub ok: bool,
+    /// `--server-pid`: that process's CPU seconds (user + system) over the
+    /// measured window; `null` when not asked for.
+    pub server_cpu_s: Option<f64>,
+    /// `server_cpu_s` per verified message, in microseconds.
+    pub server_cpu_us_per_msg: Option<f64>,
 }
 
 /// How a run was set up, for the report header.
@@ -308,7 +313,16 @@ impl Report {
             late,
             error_samples: samples,
             ok,
+            server_cpu_s: None,
+            server_cpu_us_per_msg: None,
         }
+    }
+
+    /// Records the server's CPU time over the measured window.
+    pub fn set_server_cpu(&mut self, cpu: std::time::Duration) {
+        self.server_cpu_s = Some(cpu.as_secs_f64());
+        self.server_cpu_us_per_msg =
+            (self.messages > 0).then(|| cpu.as_secs_f64() * 1e6 / self.messages as f64);
     }
 
     /// The exit status for this run (see [`exit`]); connections that never
@@ -387,6 +401,15 @@ impl fmt::Display for Report {
                     fmt_us(l.mean)
                 )?;
             }
+        }
+        if let Some(cpu) = self.server_cpu_s {
+            let per_msg = self
+                .server_cpu_us_per_msg
+                .map_or(String::new(), |us| format!(", {us:.3} µs per message"));
+            writeln!(
+                f,
+                "  server CPU   {cpu:.3} s over the measured time{per_msg}"
+            )?;
         }
         if self.transport == "udp" {
             writeln!(

@@ -91,6 +91,10 @@ struct Args {
     /// Print one JSON object on stdout instead of the summary
     #[arg(long)]
     json: bool,
+
+    /// Also report this local process's CPU time (user + system, all threads) over the measured time, and per message: pass the server's pid
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -124,6 +128,7 @@ fn main() -> ExitCode {
     cfg.udp = args.udp;
     cfg.idle = args.idle;
     cfg.progress = !args.json && std::io::stderr().is_terminal();
+    cfg.server_pid = args.server_pid;
 
     match bench::run(&cfg, stop) {
         Ok(report) => {
