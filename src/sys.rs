@@ -58,10 +58,15 @@ pub struct ProcessCpuClock {
 }
 
 impl ProcessCpuClock {
-    /// The clock of process `pid`; fails if there is no such process.
+    /// The clock of process `pid`; fails if there is no such process. Pid 0
+    /// (which would mean the caller) and pids above Linux's ceiling of 2^22
+    /// (which the clock id cannot encode) are refused.
     pub fn of(pid: u32) -> io::Result<ProcessCpuClock> {
-        let pid = libc::pid_t::try_from(pid)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))?;
+        const PID_MAX_LIMIT: u32 = 1 << 22;
+        let pid = match pid {
+            1..=PID_MAX_LIMIT => pid as libc::pid_t,
+            _ => return Err(io::Error::from_raw_os_error(libc::ESRCH)),
+        };
         let mut clock: libc::clockid_t = 0;
         // SAFETY: writes one clockid_t into `clock`.
         let rc = unsafe { libc::clock_getcpuclockid(pid, &mut clock) };
@@ -103,6 +108,7 @@ mod tests {
             x = std::hint::black_box(x.wrapping_add(1));
         }
         assert!(x > 0);
+        assert!(ProcessCpuClock::of(0).is_err(), "0 would be this process");
         assert!(ProcessCpuClock::of(i32::MAX as u32).is_err());
     }
 }
