@@ -492,7 +492,7 @@ def write_between_markers(path, report):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=["full", "quick"])
-    parser.add_argument("--rounds", type=int, default=None, help="default: 9 (full), 5 (quick)")
+    parser.add_argument("--rounds", type=int, default=None, help="default: 9 (full), 4 (quick)")
     parser.add_argument("--duration", type=float, default=1.5, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=0.5, help="warm-up seconds per run")
     parser.add_argument("--from-json", default=None,
@@ -501,7 +501,7 @@ def main():
                         help="default: docs/BENCHMARKS.md (full), bench/results/quick.md (quick)")
     args = parser.parse_args()
     if args.rounds is None:
-        args.rounds = 5 if args.mode == "quick" else 9
+        args.rounds = 4 if args.mode == "quick" else 9
     command = "make bench" if args.mode == "full" else "make bench-quick"
     if args.from_json:
         raw = json.loads(Path(args.from_json).read_text())
