@@ -43,7 +43,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::addr::Endpoint;
-use crate::framing::{FrameDecoder, FrameError, HEADER_LEN};
+use crate::framing::{encode_header, FrameDecoder, FrameError, HEADER_LEN};
 
 /// Exit statuses shared by `echod-client` and `echod-bench` (documented in
 /// both `--help` texts and in docs/LOADTEST.md).
@@ -422,12 +422,14 @@ fn write_all_active(mut sock: &Stream, mut buf: &[u8], activity: &Activity) -> i
     Ok(())
 }
 
-/// Builds one frame: the 10-byte left-aligned decimal header, then `payload`.
-pub fn encode_frame(payload: &[u8]) -> Vec<u8> {
+/// Builds one frame: the 10-byte left-aligned decimal header, then
+/// `payload`. `None` if the payload is too long for a header to state.
+pub fn encode_frame(payload: &[u8]) -> Option<Vec<u8>> {
+    let header = encode_header(payload.len() as u64)?;
     let mut frame = Vec::with_capacity(HEADER_LEN + payload.len());
-    frame.extend_from_slice(format!("{:<10}", payload.len()).as_bytes());
+    frame.extend_from_slice(&header);
     frame.extend_from_slice(payload);
-    frame
+    Some(frame)
 }
 
 /// The stdin-to-socket half: copies chunks (stream mode) or frames lines
@@ -452,7 +454,12 @@ fn pump_stdin<R: Read>(
             if line.last() == Some(&b'\n') {
                 line.pop();
             }
-            let frame = encode_frame(&line);
+            let frame = encode_frame(&line).ok_or_else(|| {
+                SendError::Stdin(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a line too long for a 10-digit frame header",
+                ))
+            })?;
             write_all_active(sock, &frame, activity).map_err(|_| SendError::Socket)?;
         }
     } else {
@@ -799,9 +806,9 @@ mod tests {
 
     #[test]
     fn frames_split_anywhere_decode_to_lines() {
-        let mut wire = encode_frame(b"hello");
-        wire.extend(encode_frame(b""));
-        wire.extend(encode_frame(b"world!"));
+        let mut wire = encode_frame(b"hello").unwrap();
+        wire.extend(encode_frame(b"").unwrap());
+        wire.extend(encode_frame(b"world!").unwrap());
         for split in 1..wire.len() {
             let mut reader = FrameReader::new();
             let mut out = Vec::new();
@@ -815,7 +822,7 @@ mod tests {
 
     #[test]
     fn bad_header_is_a_protocol_error_after_the_frames_before_it() {
-        let mut wire = encode_frame(b"ok");
+        let mut wire = encode_frame(b"ok").unwrap();
         wire.extend_from_slice(b"12x       ");
         for split in 1..wire.len() {
             let mut reader = FrameReader::new();

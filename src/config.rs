@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::addr::Endpoint;
-use crate::framing::HEADER_LEN;
+use crate::framing::{encode_header, MAX_HEADER_VALUE};
 
 /// What a TCP connection does with the bytes it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -137,15 +137,20 @@ impl Config {
                         args.max_frame
                     )));
                 }
-                let mut framed =
-                    format!("{:<width$}", bytes.len(), width = HEADER_LEN).into_bytes();
+                let header = encode_header(bytes.len() as u64).ok_or_else(|| {
+                    ConfigError(format!(
+                        "the banner ({} bytes) is too large for a 10-digit frame header",
+                        bytes.len()
+                    ))
+                })?;
+                let mut framed = header.to_vec();
                 framed.extend_from_slice(&bytes);
                 Some(framed.into())
             }
             (Some(bytes), Mode::Echo) => Some(bytes.into()),
             (None, _) => None,
         };
-        if args.max_frame > 9_999_999_999 {
+        if args.max_frame > MAX_HEADER_VALUE {
             return Err(ConfigError(
                 "--max-frame cannot exceed 9999999999 (ten decimal digits)".into(),
             ));

@@ -49,6 +49,33 @@ use std::fmt;
 /// padded with spaces to exactly this width.
 pub const HEADER_LEN: usize = 10;
 
+/// The largest payload length a header can state: ten decimal digits.
+pub const MAX_HEADER_VALUE: u64 = 9_999_999_999;
+
+/// The header announcing a `len`-byte payload, as the seeds write it
+/// (`f"{len(msg):<10}"`): decimal, left-aligned, padded with spaces to
+/// [`HEADER_LEN`] bytes. `None` above [`MAX_HEADER_VALUE`]. The one encoder
+/// shared by the daemon (framed banner), echod-client and echod-bench.
+pub fn encode_header(len: u64) -> Option<[u8; HEADER_LEN]> {
+    if len > MAX_HEADER_VALUE {
+        return None;
+    }
+    let mut digits = [0u8; HEADER_LEN];
+    let mut start = HEADER_LEN;
+    let mut rest = len;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let mut header = [b' '; HEADER_LEN];
+    header[..HEADER_LEN - start].copy_from_slice(&digits[start..]);
+    Some(header)
+}
+
 /// Up to [`HEADER_LEN`] header bytes, by value (no allocation, `Copy`).
 ///
 /// Invariant: `len <= HEADER_LEN`; only the first `len` bytes are meaningful,
@@ -450,6 +477,23 @@ fn to_u64(n: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn encode_header_matches_the_seeds_and_decodes_back() {
+        assert_eq!(&encode_header(0).unwrap(), b"0         ");
+        assert_eq!(&encode_header(42).unwrap(), b"42        ");
+        assert_eq!(&encode_header(MAX_HEADER_VALUE).unwrap(), b"9999999999");
+        assert_eq!(encode_header(MAX_HEADER_VALUE + 1), None);
+        for len in [1u64, 9, 10, 99, 100, 65_536, 123_456_789] {
+            let header = encode_header(len).unwrap();
+            assert_eq!(header.to_vec(), format!("{len:<10}").into_bytes());
+            let mut dec = FrameDecoder::new(u64::MAX);
+            let d = dec.decode(&header, u64::MAX);
+            assert!(d.error.is_none(), "{len}");
+            assert_eq!(dec.payload_remaining(), len);
+        }
+    }
+
     use super::*;
 
     const MIB16: u64 = 16 * 1024 * 1024;

@@ -23,7 +23,7 @@ pub const ID_LEN: usize = 16;
 const PATTERN_SHIFTS: usize = 251;
 
 /// The framed protocol's header length.
-const FRAME_HEADER: usize = 10;
+const FRAME_HEADER: usize = crate::framing::HEADER_LEN;
 
 /// The message layout for one run; read-only once built, shared by threads.
 ///
@@ -40,9 +40,9 @@ impl Payload {
     /// A layout for `length`-byte payloads, framed (10-byte header) or not.
     pub fn new(length: usize, framed: bool) -> Self {
         let prefix = if framed {
-            let header = format!("{length:<10}");
-            debug_assert_eq!(header.len(), FRAME_HEADER, "length fits in 10 digits");
-            header.into_bytes()
+            crate::framing::encode_header(length as u64)
+                .expect("-l is validated to at most 64 MiB: eight digits")
+                .to_vec()
         } else {
             Vec::new()
         };
