@@ -3,7 +3,7 @@
 server, all under the same echod-bench load, side by side.
 
     bench/run.py full   # the whole matrix, writes docs/BENCHMARKS.md (+ PNG)
-    bench/run.py quick  # the two key cells, prints a table (under two minutes)
+    bench/run.py quick  # the two key cells, prints a table (under two minutes on a quiet host)
 
 Each cell starts the three servers pinned to CPU 0 (`taskset -c 0`); each
 run is one echod-bench pinned to CPU 1, on loopback only. The servers of a
