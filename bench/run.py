@@ -244,6 +244,7 @@ def count_syscalls(name, argv, duration=5):
     """Syscalls per message at depth 1, 50 connections, 64 B (perf tracepoints)."""
     server = Server(argv)
     out_file = RESULTS / f"syscalls-{name}.txt"
+    perf = None
     try:
         perf = subprocess.Popen(["perf", "stat", "-x", ",", "-o", str(out_file), "-p",
                                  str(server.proc.pid), "-e", "syscalls:sys_enter_*"],
@@ -253,8 +254,11 @@ def count_syscalls(name, argv, duration=5):
                              capture_output=True, text=True, timeout=duration + 60)
         time.sleep(0.2)
         perf.send_signal(signal.SIGINT)
-        perf.wait(timeout=30)
+        # Detaching from ~350 tracepoints can take tens of seconds while the host steals CPU.
+        perf.wait(timeout=300)
     finally:
+        if perf is not None and perf.poll() is None:
+            perf.kill()
         server.stop()
     msgs = max(json.loads(out.stdout)["messages"], 1)
     counts = {}
@@ -546,6 +550,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=None, help="default: 9 (full), 4 (quick)")
     parser.add_argument("--duration", type=float, default=1.5, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=0.5, help="warm-up seconds per run")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the stages an interrupted run of the same mode saved")
     parser.add_argument("--from-json", default=None,
                         help="rewrite the report from a saved results JSON instead of running")
     parser.add_argument("--out", default=None,
@@ -564,13 +570,30 @@ def main():
         args.warmup = raw.get("warmup", args.warmup)
     else:
         build()
-        results = run_matrix(matrix(args.mode), args.rounds, args.duration, args.warmup)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+
+        def stage(name, run):
+            """Runs one stage and saves it; with --resume, loads it if an earlier run saved it."""
+            saved = RESULTS / f"{args.mode}-stage-{name}.json"
+            if args.resume and saved.exists():
+                print(f"stage {name}: reusing {saved}", file=sys.stderr, flush=True)
+                return json.loads(saved.read_text())
+            data = run()
+            saved.write_text(json.dumps(data))
+            return data
+
+        cells = matrix(args.mode)
+        results = stage("matrix", lambda: run_matrix(cells, args.rounds, args.duration,
+                                                     args.warmup))
+        h2h = stage("head-to-head", lambda: head_to_head(cells, args.rounds, args.duration,
+                                                         args.warmup))
         syscalls = memory = workers = []
-        h2h = head_to_head(matrix(args.mode), args.rounds, args.duration, args.warmup)
         if args.mode == "full":
-            syscalls = [count_syscalls(n, servers()[n]) for n in ("echod", "c-epoll")]
-            memory = [idle_memory(n, servers()[n]) for n in ("echod", "c-epoll", "tokio")]
-            workers = workers_figure(3, args.duration, args.warmup)
+            syscalls = stage("syscalls", lambda: [count_syscalls(n, servers()[n])
+                                                  for n in ("echod", "c-epoll")])
+            memory = stage("memory", lambda: [idle_memory(n, servers()[n])
+                                              for n in ("echod", "c-epoll", "tokio")])
+            workers = stage("workers", lambda: workers_figure(3, args.duration, args.warmup))
         raw = {"results": results, "syscalls": syscalls, "memory": memory, "workers": workers,
                "duration": args.duration, "warmup": args.warmup, "head_to_head": h2h}
         RESULTS.mkdir(parents=True, exist_ok=True)
