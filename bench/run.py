@@ -16,6 +16,7 @@ echod and the C server under load at the same time.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -138,23 +139,45 @@ def unstolen(run_once):
     return result, share, attempt
 
 
-def measure(server, name, conns, length, depth, duration, warmup):
-    """One echod-bench run against a running server. Its CPU is read by echod-bench itself
+def measured_argv(server, conns, length, depth, duration, warmup):
+    """echod-bench against a running server; it reads the server's CPU itself
     (`--server-pid`) over exactly the measured window, after the warm-up."""
     extra = ["--warmup", str(warmup), "--server-pid", str(server.proc.pid)]
-    (out, steal, repeats) = unstolen(lambda: subprocess.run(
-        bench_argv(server.addr, conns, length, depth, duration, extra),
-        capture_output=True, text=True, timeout=warmup + duration + 120))
-    report = json.loads(out.stdout)
+    return bench_argv(server.addr, conns, length, depth, duration, extra)
+
+
+def figures(stdout, returncode):
+    """What a run's JSON report says, in the fields the tables use."""
+    report = json.loads(stdout)
     return {
-        "steal": steal, "repeats": repeats,
-        "server": name, "conns": conns, "length": length, "depth": depth,
         "msgs_per_sec": report["msgs_per_sec"],
         "p50_us": report["latency_us"]["p50"], "p99_us": report["latency_us"]["p99"],
         "max_us": report["latency_us"]["max"],
         "cpu_us_per_msg": report["server_cpu_us_per_msg"] or float("nan"),
-        "ok": report["ok"] and out.returncode == 0,
+        "ok": report["ok"] and returncode == 0,
     }
+
+
+def measure(server, name, conns, length, depth, duration, warmup):
+    """One echod-bench run against a running server, repeated while the host steals."""
+    argv = measured_argv(server, conns, length, depth, duration, warmup)
+    (out, steal, repeats) = unstolen(lambda: subprocess.run(
+        argv, capture_output=True, text=True, timeout=warmup + duration + 120))
+    return {"steal": steal, "repeats": repeats, "server": name, "conns": conns,
+            "length": length, "depth": depth, **figures(out.stdout, out.returncode)}
+
+
+@contextlib.contextmanager
+def running(names):
+    """The named servers, started fresh and stopped on the way out."""
+    started = {}
+    try:
+        for name in names:
+            started[name] = Server(servers()[name])
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
 
 
 def run_cell(name, argv, conns, length, depth, duration, warmup, cpus=SERVER_CPU):
@@ -179,23 +202,17 @@ def run_matrix(cells, rounds, duration, warmup):
     results = []
     names = list(servers())
     for cell in cells:
-        running = {}
-        try:
-            for name in names:
-                running[name] = Server(servers()[name])
+        with running(names) as started:
             for r in range(rounds):
                 order = names[r % len(names):] + names[:r % len(names)]
                 for name in order:
-                    res = measure(running[name], name, *cell, duration, warmup)
+                    res = measure(started[name], name, *cell, duration, warmup)
                     res["round"] = r
                     results.append(res)
                     print(f"round {r} {name:8} c={cell[0]:<5} l={cell[1]:<5} k={cell[2]:<3} "
                           f"{res['msgs_per_sec']:>12,.0f} msg/s  p99 {res['p99_us']:>9.1f} us  "
                           f"cpu {res['cpu_us_per_msg']:.3f} us/msg  ok={res['ok']}",
                           file=sys.stderr, flush=True)
-        finally:
-            for server in running.values():
-                server.stop()
     return results
 
 
@@ -205,38 +222,25 @@ def head_to_head(cells, reps, duration, warmup, names=("echod", "c-epoll")):
     noisy neighbours) it does to both. Per rep, echod's figure / the peer's."""
     rows = []
     for cell in cells:
-        running = {}
-        try:
-            for name in names:
-                running[name] = Server(servers()[name])
+        with running(names) as started:
             def together():
-                procs = {}
-                for name in names:
-                    server = running[name]
-                    extra = ["--warmup", str(warmup), "--server-pid", str(server.proc.pid)]
-                    procs[name] = subprocess.Popen(
-                        bench_argv(server.addr, *cell, duration, extra),
-                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-                reports = {n: json.loads(p.communicate(timeout=warmup + duration + 120)[0])
-                           for n, p in procs.items()}
-                return procs, reports
+                procs = {n: subprocess.Popen(measured_argv(started[n], *cell, duration, warmup),
+                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                             text=True)
+                         for n in names}
+                outs = {n: p.communicate(timeout=warmup + duration + 120)[0]
+                        for n, p in procs.items()}
+                return {n: figures(outs[n], procs[n].returncode) for n in names}
 
             for rep in range(reps):
-                (procs, reports), steal, repeats = unstolen(together)
+                both, steal, repeats = unstolen(together)
                 row = {"conns": cell[0], "length": cell[1], "depth": cell[2], "rep": rep,
-                       "steal": steal, "repeats": repeats}
-                for n, r in reports.items():
-                    row[n] = {"msgs_per_sec": r["msgs_per_sec"], "p99_us": r["latency_us"]["p99"],
-                              "cpu_us_per_msg": r["server_cpu_us_per_msg"] or float("nan"),
-                              "ok": r["ok"] and procs[n].returncode == 0}
+                       "steal": steal, "repeats": repeats, **both}
                 rows.append(row)
                 mine, peer = row[names[0]], row[names[1]]
                 print(f"head-to-head {cell} rep {rep}: cpu {mine['cpu_us_per_msg']:.3f} vs "
                       f"{peer['cpu_us_per_msg']:.3f}, p99 {mine['p99_us']:.0f} vs "
                       f"{peer['p99_us']:.0f}", file=sys.stderr, flush=True)
-        finally:
-            for server in running.values():
-                server.stop()
     return rows
 
 
