@@ -477,23 +477,6 @@ fn to_u64(n: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn encode_header_matches_the_seeds_and_decodes_back() {
-        assert_eq!(&encode_header(0).unwrap(), b"0         ");
-        assert_eq!(&encode_header(42).unwrap(), b"42        ");
-        assert_eq!(&encode_header(MAX_HEADER_VALUE).unwrap(), b"9999999999");
-        assert_eq!(encode_header(MAX_HEADER_VALUE + 1), None);
-        for len in [1u64, 9, 10, 99, 100, 65_536, 123_456_789] {
-            let header = encode_header(len).unwrap();
-            assert_eq!(header.to_vec(), format!("{len:<10}").into_bytes());
-            let mut dec = FrameDecoder::new(u64::MAX);
-            let d = dec.decode(&header, u64::MAX);
-            assert!(d.error.is_none(), "{len}");
-            assert_eq!(dec.payload_remaining(), len);
-        }
-    }
-
     use super::*;
 
     const MIB16: u64 = 16 * 1024 * 1024;
@@ -526,6 +509,22 @@ mod tests {
 
     fn err(offset: u64, kind: FrameErrorKind) -> Option<FrameError> {
         Some(FrameError { offset, kind })
+    }
+
+    #[test]
+    fn encode_header_matches_the_seeds_and_decodes_back() {
+        assert_eq!(&encode_header(0).unwrap(), b"0         ");
+        assert_eq!(&encode_header(42).unwrap(), b"42        ");
+        assert_eq!(&encode_header(MAX_HEADER_VALUE).unwrap(), b"9999999999");
+        assert_eq!(encode_header(MAX_HEADER_VALUE + 1), None);
+        for len in [1u64, 9, 10, 99, 100, 65_536, 123_456_789] {
+            let header = encode_header(len).unwrap();
+            assert_eq!(header.to_vec(), format!("{len:<10}").into_bytes());
+            let mut dec = FrameDecoder::new(u64::MAX);
+            let d = dec.decode(&header, u64::MAX);
+            assert!(d.error.is_none(), "{len}");
+            assert_eq!(dec.payload_remaining(), len);
+        }
     }
 
     #[test]

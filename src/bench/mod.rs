@@ -144,11 +144,6 @@ impl BenchConfig {
             }
             _ => {}
         }
-        if let Some(pid) = self.server_pid {
-            if let Err(e) = ProcessCpuClock::of(pid) {
-                return usage(format!("--server-pid {pid}: cannot read its CPU time: {e}"));
-            }
-        }
         if let Some(r) = self.rate {
             if !(r.is_finite() && r > 0.0) {
                 return usage("--rate must be a positive number of messages per second".into());
@@ -426,42 +421,28 @@ fn server_cpu_in_window(
     shared: &Shared,
     done: &AtomicBool,
 ) -> Option<Duration> {
-    let over = || done.load(Ordering::Relaxed) || shared.stop.load(Ordering::Relaxed);
-    // Sleeps in short steps until `t`; false if the run ended first.
-    let wait_until = |t: Instant| loop {
-        let now = Instant::now();
-        if now >= t {
+    // Polls `ready` every millisecond; false if the run ended first.
+    let wait_for = |ready: &dyn Fn() -> bool| loop {
+        if ready() {
             return true;
         }
-        if over() {
+        if done.load(Ordering::Relaxed) || shared.stop.load(Ordering::Relaxed) {
             return false;
-        }
-        std::thread::sleep((t - now).min(Duration::from_millis(10)));
-    };
-    let start = loop {
-        if let Some(&s) = shared.started.get() {
-            break s;
-        }
-        if over() {
-            return None;
         }
         std::thread::sleep(Duration::from_millis(1));
     };
-    let measure_from = start + shared.cfg.warmup;
-    if !wait_until(measure_from) {
+    if !wait_for(&|| shared.started.get().is_some()) {
+        return None;
+    }
+    let measure_from = *shared.started.get()? + shared.cfg.warmup;
+    if !wait_for(&|| Instant::now() >= measure_from) {
         return None;
     }
     let before = clock.now().ok()?;
     match shared.cfg.limit {
-        Limit::Duration(d) => {
-            wait_until(measure_from + d);
-        }
-        Limit::Messages(_) => {
-            while !over() {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-    }
+        Limit::Duration(d) => wait_for(&|| Instant::now() >= measure_from + d),
+        Limit::Messages(_) => wait_for(&|| false), // until the run ends
+    };
     Some(clock.now().ok()?.saturating_sub(before))
 }
 
