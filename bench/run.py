@@ -12,7 +12,9 @@ drifts of a shared machine hit all of them alike; a run during which the
 hypervisor stole more than 3% of the two CPUs is repeated. Server CPU per
 message is the server's CPU time over the measured window (echod-bench
 --server-pid), divided by the verified messages. Then the head-to-head runs:
-echod and the C server under load at the same time.
+echod and the C server under load at the same time; and the control, the
+same runs with the C server against a second copy of itself, which measures
+how far apart two identical servers come out (the resolution of the method).
 """
 
 import argparse
@@ -40,11 +42,20 @@ C_PEER = RESULTS / "c-epoll-echo"
 TOKIO_PEER = ROOT / "bench" / "peers" / "tokio-echo" / "target" / "release" / "tokio-echo"
 
 
+# The servers of the matrix, in report order.
+MATRIX_SERVERS = ("echod", "c-epoll", "tokio")
+# Head to head: echod against C. The control: C against a second copy of itself.
+HEAD_TO_HEAD = ("echod", "c-epoll")
+CONTROL = ("c-epoll", "c-epoll-twin")
+
+
 def servers(workers=1):
+    c_epoll = [str(C_PEER), "127.0.0.1", "0"]
     return {
         "echod": [str(ECHOD), "--listen", "127.0.0.1:0", "--max-connections", "20000",
                   "--workers", str(workers)],
-        "c-epoll": [str(C_PEER), "127.0.0.1", "0"],
+        "c-epoll": c_epoll,
+        "c-epoll-twin": c_epoll,
         "tokio": [str(TOKIO_PEER), "127.0.0.1:0"],
     }
 
@@ -200,7 +211,7 @@ def run_matrix(cells, rounds, duration, warmup):
     """Per cell: fresh servers, all three running (idle ones cost nothing), then `rounds`
     rounds of one run each, back to back, in an order that rotates between rounds."""
     results = []
-    names = list(servers())
+    names = list(MATRIX_SERVERS)
     for cell in cells:
         with running(names) as started:
             for r in range(rounds):
@@ -216,10 +227,10 @@ def run_matrix(cells, rounds, duration, warmup):
     return results
 
 
-def head_to_head(cells, reps, duration, warmup, names=("echod", "c-epoll")):
+def head_to_head(cells, reps, duration, warmup, names=HEAD_TO_HEAD):
     """Both servers at the same time: each pinned to CPU 0 with its own echod-bench on CPU 1,
     started together, so whatever the host does to the machine in that window (steal,
-    noisy neighbours) it does to both. Per rep, echod's figure / the peer's."""
+    noisy neighbours) it does to both. Per rep, the first server's figure / the second's."""
     rows = []
     for cell in cells:
         with running(names) as started:
@@ -238,7 +249,7 @@ def head_to_head(cells, reps, duration, warmup, names=("echod", "c-epoll")):
                        "steal": steal, "repeats": repeats, **both}
                 rows.append(row)
                 mine, peer = row[names[0]], row[names[1]]
-                print(f"head-to-head {cell} rep {rep}: cpu {mine['cpu_us_per_msg']:.3f} vs "
+                print(f"{names[0]}/{names[1]} {cell} rep {rep}: cpu {mine['cpu_us_per_msg']:.3f} vs "
                       f"{peer['cpu_us_per_msg']:.3f}, p99 {mine['p99_us']:.0f} vs "
                       f"{peer['p99_us']:.0f}", file=sys.stderr, flush=True)
     return rows
@@ -414,7 +425,42 @@ def plot(table, path):
     return True
 
 
-def write_report(args, table, syscalls, memory, workers, command, h2h=()):
+def pair_table(w, rows, pair):
+    """Writes the table of one head-to-head stage (first server / second, per rep). Returns
+    the per-cell median CPU ratios, the cells whose median CPU ratio is at most 1.00, and
+    the cells at 500 and 2,000 connections (depth 1): those at most 1.00 in p99, and all."""
+    a, b = pair
+    w(f"| conns | bytes | depth | CPU µs/msg {a} | CPU µs/msg {b} | CPU ratio | "
+      f"p99 µs {a} | p99 µs {b} | p99 ratio |")
+    w("|---:|---:|---:|---:|---:|---|---:|---:|---|")
+    medians = {}
+    cpu_below = p99_below = p99_cells = 0
+    cells = sorted({(r["conns"], r["length"], r["depth"]) for r in rows},
+                   key=lambda c: (c[2], c[0], c[1]))
+    for cell in cells:
+        reps = [r for r in rows if (r["conns"], r["length"], r["depth"]) == cell]
+        ok = all(r[a]["ok"] and r[b]["ok"] for r in reps)
+        cr = [r[a]["cpu_us_per_msg"] / r[b]["cpu_us_per_msg"] for r in reps]
+        pr = [r[a]["p99_us"] / r[b]["p99_us"] for r in reps]
+        medians[cell] = med(cr)
+        cpu_below += med(cr) <= 1.0
+        if cell[2] == 1 and cell[0] in (500, 2000):
+            p99_cells += 1
+            p99_below += med(pr) <= 1.0
+        col = lambda n, f: med([r[n][f] for r in reps])
+        w(f"| {cell[0]} | {cell[1]} | {cell[2]}{'' if ok else ' (errors!)'} | "
+          f"{col(a, 'cpu_us_per_msg'):.3f} | {col(b, 'cpu_us_per_msg'):.3f} | "
+          f"{med(cr):.3f} ({min(cr):.2f}-{max(cr):.2f}) | {col(a, 'p99_us'):.0f} | "
+          f"{col(b, 'p99_us'):.0f} | {med(pr):.2f} ({min(pr):.2f}-{max(pr):.2f}) |")
+    if "repeats" in rows[0]:
+        w(f"\nReps repeated because the hypervisor stole more than {MAX_STEAL:.0%} of CPUs "
+          f"0-1: {sum(r['repeats'] for r in rows)}; kept despite it after {MAX_ATTEMPTS} "
+          f"attempts: {sum(r['steal'] > MAX_STEAL for r in rows)}.")
+    return medians, cpu_below, p99_below, p99_cells
+
+
+def write_report(args, table, syscalls, memory, workers, command, h2h=(),
+                 control=()):
     out = []
     w = out.append
     w("# Benchmarks: echod beside a C epoll server and tokio\n")
@@ -489,33 +535,26 @@ def write_report(args, table, syscalls, memory, workers, command, h2h=()):
           "the host does in that window hits both. The two share the core, so the absolute "
           "figures are not those above; the ratio is the point. Ratios are echod / C per rep, "
           f"median (min-max) over {max(r['rep'] for r in h2h) + 1} reps.\n")
-        w("| conns | bytes | depth | CPU µs/msg echod | CPU µs/msg C | CPU echod/C | "
-          "p99 µs echod | p99 µs C | p99 echod/C |")
-        w("|---:|---:|---:|---:|---:|---|---:|---:|---|")
-        cpu_below = p99_below = p99_cells = 0
-        h2h_cells = sorted({(r["conns"], r["length"], r["depth"]) for r in h2h},
-                           key=lambda c: (c[2], c[0], c[1]))
-        for cell in h2h_cells:
-            reps = [r for r in h2h if (r["conns"], r["length"], r["depth"]) == cell]
-            ok = all(r["echod"]["ok"] and r["c-epoll"]["ok"] for r in reps)
-            cr = [r["echod"]["cpu_us_per_msg"] / r["c-epoll"]["cpu_us_per_msg"] for r in reps]
-            pr = [r["echod"]["p99_us"] / r["c-epoll"]["p99_us"] for r in reps]
-            cpu_below += med(cr) <= 1.0
-            if cell[2] == 1 and cell[0] in (500, 2000):
-                p99_cells += 1
-                p99_below += med(pr) <= 1.0
-            col = lambda n, f: med([r[n][f] for r in reps])
-            w(f"| {cell[0]} | {cell[1]} | {cell[2]}{'' if ok else ' (errors!)'} | "
-              f"{col('echod', 'cpu_us_per_msg'):.3f} | {col('c-epoll', 'cpu_us_per_msg'):.3f} | "
-              f"{med(cr):.3f} ({min(cr):.2f}-{max(cr):.2f}) | {col('echod', 'p99_us'):.0f} | "
-              f"{col('c-epoll', 'p99_us'):.0f} | {med(pr):.2f} ({min(pr):.2f}-{max(pr):.2f}) |")
-        if "repeats" in h2h[0]:
-            w(f"\nReps repeated because the hypervisor stole more than {MAX_STEAL:.0%} of CPUs "
-              f"0-1: {sum(r['repeats'] for r in h2h)}; kept despite it after {MAX_ATTEMPTS} "
-              f"attempts: {sum(r['steal'] > MAX_STEAL for r in h2h)}.")
+        h2h_medians, cpu_below, p99_below, p99_cells = pair_table(w, h2h, HEAD_TO_HEAD)
         w(f"\nHead to head, echod's median CPU per message is at most C's in {cpu_below} of "
-          f"{len(h2h_cells)} cells, and its median p99 at most C's in {p99_below} of the "
+          f"{len(h2h_medians)} cells, and its median p99 at most C's in {p99_below} of the "
           f"{p99_cells} cells at 500 and 2,000 connections.\n")
+    if control:
+        w("\n## Control: the C server against a copy of itself\n")
+        w("The same head-to-head runs with two copies of the C server, one in each role: the "
+          "servers are identical, so every ratio below is what the method itself puts between "
+          "two equal servers on this machine. It is the yardstick for the table above.\n")
+        medians, cpu_below, p99_below, p99_cells = pair_table(w, control, CONTROL)
+        lo, hi = min(medians.values()), max(medians.values())
+        w(f"\nIdentical servers: the median CPU ratio is at most 1.00 in {cpu_below} of "
+          f"{len(medians)} cells and spans {lo:.3f}-{hi:.3f}; the median p99 ratio is at most "
+          f"1.00 in {p99_below} of {p99_cells} cells at 500 and 2,000 connections.")
+        if h2h:
+            mine = [v for k, v in h2h_medians.items() if k in medians]
+            inside = sum(v <= hi for v in mine)
+            w(f"echod / C spans {min(mine):.3f}-{max(mine):.3f}; in {inside} of {len(mine)} "
+              f"cells it is at most {hi:.3f}, the highest ratio between the identical "
+              "servers.\n")
     if syscalls:
         w("\n## Syscalls per message (depth 1, 50 connections, 64 B)\n")
         w("Counted with `perf stat -e 'syscalls:sys_enter_*' -p PID` over a whole 5 s bench run "
@@ -590,6 +629,7 @@ def main():
         results, syscalls, memory, workers = (raw["results"], raw["syscalls"], raw["memory"],
                                               raw["workers"])
         h2h = raw.get("head_to_head", [])
+        control = raw.get("control", [])
         args.rounds = 1 + max(r["round"] for r in results)
         args.duration = raw.get("duration", args.duration)
         args.warmup = raw.get("warmup", args.warmup)
@@ -612,19 +652,23 @@ def main():
                                                      args.warmup))
         h2h = stage("head-to-head", lambda: head_to_head(cells, args.rounds, args.duration,
                                                          args.warmup))
-        syscalls = memory = workers = []
+        control = syscalls = memory = workers = []
         if args.mode == "full":
+            control = stage("control", lambda: head_to_head(cells, args.rounds, args.duration,
+                                                            args.warmup, CONTROL))
             syscalls = stage("syscalls", lambda: [count_syscalls(n, servers()[n])
                                                   for n in ("echod", "c-epoll")])
             memory = stage("memory", lambda: [idle_memory(n, servers()[n])
                                               for n in ("echod", "c-epoll", "tokio")])
             workers = stage("workers", lambda: workers_figure(3, args.duration, args.warmup))
         raw = {"results": results, "syscalls": syscalls, "memory": memory, "workers": workers,
-               "duration": args.duration, "warmup": args.warmup, "head_to_head": h2h}
+               "duration": args.duration, "warmup": args.warmup, "head_to_head": h2h,
+               "control": control}
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"{args.mode}.json").write_text(json.dumps(raw, indent=1))
     table = summarize(results)
-    report = write_report(args, table, syscalls, memory, workers, command, h2h)
+    report = write_report(args, table, syscalls, memory, workers, command, h2h,
+                          control)
     if args.mode == "full":
         png = ROOT / "docs" / "benchmarks.png"
         if plot(table, png):
