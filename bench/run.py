@@ -12,9 +12,10 @@ drifts of a shared machine hit all of them alike; a run during which the
 hypervisor stole more than 3% of the two CPUs is repeated. Server CPU per
 message is the server's CPU time over the measured window (echod-bench
 --server-pid), divided by the verified messages. Then the head-to-head runs:
-echod and the C server under load at the same time; and the control, the
-same runs with the C server against a second copy of itself, which measures
-how far apart two identical servers come out (the resolution of the method).
+echod and the C server under load at the same time. The control (full mode):
+a second copy of the C server, as a fourth server in the matrix and against
+the first head to head, measures how far apart each method puts two
+identical servers on this machine: the resolution of the comparison.
 """
 
 import argparse
@@ -42,8 +43,8 @@ C_PEER = RESULTS / "c-epoll-echo"
 TOKIO_PEER = ROOT / "bench" / "peers" / "tokio-echo" / "target" / "release" / "tokio-echo"
 
 
-# The servers of the matrix, in report order.
-MATRIX_SERVERS = ("echod", "c-epoll", "tokio")
+# The servers of the matrix: the three compared, then the C server's twin for the control.
+MATRIX_SERVERS = ("echod", "c-epoll", "tokio", "c-epoll-twin")
 # Head to head: echod against C. The control: C against a second copy of itself.
 HEAD_TO_HEAD = ("echod", "c-epoll")
 CONTROL = ("c-epoll", "c-epoll-twin")
@@ -207,11 +208,11 @@ def matrix(mode):
     return cells + [(50, l, 16) for l in (64, 512, 4096)]
 
 
-def run_matrix(cells, rounds, duration, warmup):
-    """Per cell: fresh servers, all three running (idle ones cost nothing), then `rounds`
+def run_matrix(cells, rounds, duration, warmup, names):
+    """Per cell: fresh servers, all of them running (idle ones cost nothing), then `rounds`
     rounds of one run each, back to back, in an order that rotates between rounds."""
     results = []
-    names = list(MATRIX_SERVERS)
+    names = list(names)
     for cell in cells:
         with running(names) as started:
             for r in range(rounds):
@@ -366,10 +367,10 @@ def summarize(results):
     return table
 
 
-def paired(cell, peer, field):
-    """echod / peer for each round both ran: the servers of one round ran back to back,
+def paired(cell, peer, field, own="echod"):
+    """own / peer for each round both ran: the servers of one round ran back to back,
     so the ratio cancels the machine's slow drift, which moves all servers alike."""
-    mine = {r["round"]: r[field] for r in cell.get("echod", [])}
+    mine = {r["round"]: r[field] for r in cell.get(own, [])}
     theirs = {r["round"]: r[field] for r in cell.get(peer, [])}
     return [mine[k] / theirs[k] for k in sorted(mine) if k in theirs and theirs[k]]
 
@@ -525,6 +526,22 @@ def write_report(args, table, syscalls, memory, workers, command, h2h=(),
           f"kept despite it after {MAX_ATTEMPTS} attempts: {len(stolen)}.\n")
     w(f"Cells where echod's paired CPU ratio is at most 1.00: {below['c-epoll']} of {len(keys)} "
       f"against the C peer, {below['tokio']} of {len(keys)} against tokio.\n")
+    twin = [paired(table[k], "c-epoll-twin", "cpu_us_per_msg", "c-epoll") for k in keys]
+    twin_p99 = [paired(table[k], "c-epoll-twin", "p99_us", "c-epoll") for k in keys]
+    if all(twin):
+        w("### Control: the C server against a copy of itself, run the same way\n")
+        w("Each cell's rounds also ran a second copy of the C server (`c-epoll-twin`, the same "
+          "binary) in the rotation. The servers are identical, so these paired ratios are what "
+          "this method puts between two equal servers on this machine.\n")
+        w("| conns | bytes | depth | CPU C/twin, paired | p99 C/twin, paired |")
+        w("|---:|---:|---:|---|---|")
+        for key, cr, pr in zip(keys, twin, twin_p99):
+            w(f"| {key[0]} | {key[1]} | {key[2]} | {med(cr):.2f} ({min(cr):.2f}-{max(cr):.2f}) | "
+              f"{med(pr):.2f} ({min(pr):.2f}-{max(pr):.2f}) |")
+        medians = [med(cr) for cr in twin]
+        w(f"\nIdentical servers: the paired CPU median is at most 1.00 in "
+          f"{sum(m <= 1.0 for m in medians)} of {len(keys)} cells and spans "
+          f"{min(medians):.2f}-{max(medians):.2f}.\n")
 
     if h2h:
         w("\n## Head to head: echod and the C server at the same time\n")
@@ -648,8 +665,10 @@ def main():
             return data
 
         cells = matrix(args.mode)
+        # The C server's twin (the control) only in full mode: quick stays under two minutes.
+        names = MATRIX_SERVERS if args.mode == "full" else MATRIX_SERVERS[:3]
         results = stage("matrix", lambda: run_matrix(cells, args.rounds, args.duration,
-                                                     args.warmup))
+                                                     args.warmup, names))
         h2h = stage("head-to-head", lambda: head_to_head(cells, args.rounds, args.duration,
                                                          args.warmup))
         control = syscalls = memory = workers = []
