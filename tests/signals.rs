@@ -83,25 +83,32 @@ fn debug_daemon(args: &[&str]) -> Daemon {
     })
 }
 
+/// Sends SIGTERM, waits at most `limit` for exit status 0, and returns how
+/// long the exit took and the exit stats line.
+fn sigterm_and_stats(d: &mut Daemon, limit: Duration) -> (Duration, String) {
+    let sent_at = Instant::now();
+    d.signal(libc::SIGTERM);
+    let status = d.wait_exit(limit);
+    let took = sent_at.elapsed();
+    eprintln!("exited {status} {took:?} after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", d.log());
+    let stats = d
+        .stats_line()
+        .unwrap_or_else(|| panic!("no stats line:\n{}", d.log()));
+    (took, stats)
+}
+
 #[test]
 fn sigterm_with_slow_reader_exits_0_within_shutdown_timeout() {
     let mut d = debug_daemon(&["--shutdown-timeout", "2"]);
     let mut other = d.connect();
     common::round_trip(&mut other, b"bystander\n").unwrap();
     let slow = SlowReader::start(&d);
-    let sent_at = Instant::now();
-    d.signal(libc::SIGTERM);
-    let status = d.wait_exit(Duration::from_secs(5));
-    let took = sent_at.elapsed();
-    eprintln!("exited {status} {took:?} after SIGTERM");
-    assert_eq!(status.code(), Some(0), "{}", d.log());
+    let (took, stats) = sigterm_and_stats(&mut d, Duration::from_secs(5));
     assert!(
         took < Duration::from_secs(4),
         "took {took:?} with --shutdown-timeout 2"
     );
-    let stats = d
-        .stats_line()
-        .unwrap_or_else(|| panic!("no stats line:\n{}", d.log()));
     assert_eq!(common::stat(&stats, "accepted"), 2, "{stats}");
     assert!(common::stat(&stats, "closed_shutdown") >= 1, "{stats}");
     drop(slow);
@@ -145,13 +152,7 @@ fn sigterm_with_passive_idle_clients_does_not_wait_for_the_timeout() {
     for s in &mut clients {
         common::round_trip(s, b"then nothing\n").unwrap();
     }
-    let sent_at = Instant::now();
-    d.signal(libc::SIGTERM);
-    let status = d.wait_exit(Duration::from_secs(8));
-    let took = sent_at.elapsed();
-    eprintln!("exited {status} {took:?} after SIGTERM");
-    assert_eq!(status.code(), Some(0), "{}", d.log());
-    assert!(d.stats_line().is_some(), "no stats line:\n{}", d.log());
+    let (took, _) = sigterm_and_stats(&mut d, Duration::from_secs(8));
     assert!(
         took < Duration::from_millis(2500),
         "took {took:?}: waited for passive idle clients until the shutdown timeout"
@@ -210,5 +211,26 @@ fn after_sigterm_new_connections_are_refused() {
     });
     assert!(refused, "connections still accepted after SIGTERM");
     assert!(d.is_running(), "exited early:\n{}", d.log());
+    drop(slow);
+}
+
+/// Regression: SIGTERM relabelled a connection already draining for another
+/// reason as `shutdown`. Here a client that stopped reading is ended by
+/// `--idle-timeout` (a 2 s drain); the shutdown that follows brings the
+/// deadline closer (1 s) but the connection is still counted as an idle
+/// timeout, as it would have been without the signal.
+#[test]
+fn sigterm_keeps_the_reason_of_a_drain_under_way() {
+    let mut d = debug_daemon(&["--idle-timeout", "1", "--shutdown-timeout", "1"]);
+    let slow = SlowReader::start(&d);
+    d.wait_for_log(": idle for");
+    let (took, stats) = sigterm_and_stats(&mut d, Duration::from_secs(5));
+    assert!(
+        took < Duration::from_millis(1800),
+        "took {took:?}: the shutdown deadline did not shorten the idle drain"
+    );
+    assert_eq!(common::stat(&stats, "closed_idle_timeout"), 1, "{stats}");
+    assert_eq!(common::stat(&stats, "closed_shutdown"), 0, "{stats}");
+    assert_eq!(common::stat(&stats, "closed_drain_timeout"), 0, "{stats}");
     drop(slow);
 }

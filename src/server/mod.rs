@@ -148,6 +148,9 @@ pub struct Shared {
     pub stats: Stats,
     /// The time the current batch of events was polled.
     pub now: Instant,
+    /// Set on SIGINT/SIGTERM: the moment to give up flushing. No drain's
+    /// deadline is pushed past it.
+    pub shutdown_deadline: Option<Instant>,
     pub queue_limit: usize,
     pub once: bool,
     pub bad_frame_log: RateLimit,
@@ -182,8 +185,6 @@ pub struct Worker {
     connections: usize,
     draining: usize,
     signals: signals::SignalSource,
-    /// Set on SIGINT/SIGTERM: the moment to give up flushing.
-    shutdown_deadline: Option<Instant>,
     /// A spare descriptor, closed to accept-and-shed one connection when
     /// descriptors run out (libev's and nginx's trick).
     reserve_fd: Option<File>,
@@ -238,6 +239,7 @@ impl Worker {
                 pool: ChunkPool::new(POOL_MAX_IDLE),
                 stats: Stats::default(),
                 now,
+                shutdown_deadline: None,
                 queue_limit: config.queue_limit,
                 once: config.once,
                 bad_frame_log: RateLimit::new(),
@@ -248,7 +250,6 @@ impl Worker {
             connections: 0,
             draining: 0,
             signals,
-            shutdown_deadline: None,
             reserve_fd: File::open("/dev/null").ok(),
             accept_paused: None,
             next_idle_sweep,
@@ -288,7 +289,7 @@ impl Worker {
             }
             self.run_timers();
             self.reap();
-            if let Some(deadline) = self.shutdown_deadline {
+            if let Some(deadline) = self.shared.shutdown_deadline {
                 if self.connections == 0 {
                     break;
                 }
@@ -361,7 +362,7 @@ impl Worker {
 
     /// Accepts up to [`ACCEPTS_PER_TURN`] connections from one listener.
     fn accept(&mut self, key: usize) {
-        if self.shutdown_deadline.is_some() {
+        if self.shared.shutdown_deadline.is_some() {
             return;
         }
         if let Some((_, paused)) = &mut self.accept_paused {
@@ -553,10 +554,10 @@ impl Worker {
         if let Some((t, _)) = &self.accept_paused {
             consider(*t);
         }
-        if self.draining > 0 || self.shutdown_deadline.is_some() {
+        if self.draining > 0 || self.shared.shutdown_deadline.is_some() {
             consider(self.shared.now + DRAIN_TICK);
         }
-        if let Some(t) = self.shutdown_deadline {
+        if let Some(t) = self.shared.shutdown_deadline {
             consider(t);
         }
         earliest
@@ -575,7 +576,7 @@ impl Worker {
             }
         }
         let idle_due = self.next_idle_sweep.is_some_and(|t| now >= t);
-        if idle_due || self.draining > 0 || self.shutdown_deadline.is_some() {
+        if idle_due || self.draining > 0 || self.shared.shutdown_deadline.is_some() {
             self.sweep(idle_due);
         }
         if idle_due {
@@ -627,11 +628,11 @@ impl Worker {
     /// First SIGINT/SIGTERM: stop accepting and receiving datagrams, and
     /// start draining every connection against one deadline.
     fn begin_shutdown(&mut self) {
-        if self.shutdown_deadline.is_some() {
+        if self.shared.shutdown_deadline.is_some() {
             return;
         }
         let deadline = self.shared.now + self.config.shutdown_timeout;
-        self.shutdown_deadline = Some(deadline);
+        self.shared.shutdown_deadline = Some(deadline);
         info!(
             "worker {}: shutting down: {} connections to flush (at most {:?})",
             self.id, self.connections, self.config.shutdown_timeout
