@@ -16,7 +16,10 @@ pub enum CloseReason {
     /// drain that follows reaches its deadline (see
     /// [`CloseReason::at_drain_deadline`]).
     IdleTimeout,
-    /// The daemon is shutting down.
+    /// The daemon is shutting down, and the connection ended cleanly before
+    /// `--shutdown-timeout` passed: everything owed was sent, and after our
+    /// FIN the peer closed or went quiet. One still owed bytes (or still
+    /// sending) when the timeout passed is [`CloseReason::DrainTimeout`].
     Shutdown,
     /// `--once`: the one exchange is done.
     Once,
@@ -24,7 +27,9 @@ pub enum CloseReason {
     BadFrame,
     /// A drain begun for another reason (shutdown, a bad frame, `--once`)
     /// could not finish in time: the peer neither read what was owed nor
-    /// went quiet or closed. Never an idle timeout's drain.
+    /// went quiet or closed before the drain's deadline or, once shutting
+    /// down, the shutdown deadline (counted the same whichever passed).
+    /// Never an idle timeout's drain.
     DrainTimeout,
 }
 

@@ -198,15 +198,15 @@ impl Connection {
     }
 
     /// Timer check for a draining connection: closes it if its quiet spell
-    /// or its deadline has passed (the latter counted as
-    /// [`CloseReason::at_drain_deadline`] says). Returns whether it is now
+    /// or its deadline has passed (the latter as
+    /// [`Connection::close_at_deadline`] does). Returns whether it is now
     /// closed.
     pub fn drain_expired(&mut self, now: Instant) -> bool {
         let Phase::Draining(drain) = self.phase else {
             return false;
         };
         if now >= drain.until {
-            self.set_phase(Phase::Closed(drain.reason.at_drain_deadline()));
+            self.close_at_deadline();
             return true;
         }
         if drain.quiet_until.is_some_and(|q| now >= q) {
@@ -216,7 +216,22 @@ impl Connection {
         false
     }
 
-    /// Closes at once (deadline passed); the socket is dropped when reaped.
+    /// A hard deadline passed before the connection could be ended cleanly:
+    /// its drain's own, or the shutdown deadline, whichever the loop notices
+    /// first. Closes it, counted as [`CloseReason::at_drain_deadline`] says
+    /// for the reason it was being ended for ([`CloseReason::Shutdown`] if
+    /// it was not draining), so both count it the same. A closed
+    /// connection stays as it is. The socket is dropped when reaped.
+    pub fn close_at_deadline(&mut self) {
+        let reason = match self.phase {
+            Phase::Closed(_) => return,
+            Phase::Draining(drain) => drain.reason,
+            Phase::Open | Phase::PeerClosed => CloseReason::Shutdown,
+        };
+        self.set_phase(Phase::Closed(reason.at_drain_deadline()));
+    }
+
+    /// Closes at once for `reason`; the socket is dropped when reaped.
     pub fn force_close(&mut self, reason: CloseReason) {
         if !matches!(self.phase, Phase::Closed(_)) {
             self.set_phase(Phase::Closed(reason));
@@ -560,6 +575,34 @@ mod tests {
                 "{reason}"
             );
         }
+    }
+
+    /// The sweep (`drain_expired`) and the loop's close at the shutdown
+    /// deadline (`close_at_deadline`) count a drain that ran out of time
+    /// the same way, whatever began it.
+    #[test]
+    fn both_ways_a_drain_runs_out_of_time_count_the_same() {
+        let t0 = Instant::now();
+        let deadline = t0 + Duration::from_secs(1);
+        for reason in CloseReason::ALL {
+            let (mut swept, _a) = connection(t0);
+            let (mut cut, _b) = connection(t0);
+            for conn in [&mut swept, &mut cut] {
+                conn.begin_draining(reason, deadline + Duration::from_secs(1));
+                conn.begin_draining(CloseReason::Shutdown, deadline);
+            }
+            assert!(swept.drain_expired(deadline));
+            cut.close_at_deadline();
+            assert_eq!(swept.phase(), cut.phase(), "{reason}");
+            assert_eq!(
+                cut.phase(),
+                Phase::Closed(reason.at_drain_deadline()),
+                "{reason}"
+            );
+        }
+        let (mut open, _c) = connection(t0);
+        open.close_at_deadline();
+        assert_eq!(open.phase(), Phase::Closed(CloseReason::DrainTimeout));
     }
 
     #[test]

@@ -294,7 +294,7 @@ impl Worker {
                     break;
                 }
                 if self.shared.now >= deadline {
-                    self.close_all(CloseReason::Shutdown);
+                    self.close_all_at_deadline();
                     break;
                 }
             }
@@ -654,7 +654,12 @@ impl Worker {
         self.accept_paused = None;
     }
 
-    fn close_all(&mut self, reason: CloseReason) {
+    /// The shutdown deadline has passed: closes every connection left, each
+    /// counted as if its drain had reached its own deadline (`drain_timeout`,
+    /// or `idle_timeout` for an idle drain), exactly as the sweep counts it.
+    /// Every drain's deadline is at or before the shutdown deadline, so the
+    /// sweep earlier in the same turn has normally closed them all already.
+    fn close_all_at_deadline(&mut self) {
         for (key, entry) in self.entries.iter_mut() {
             if let Entry::Conn(conn) = entry {
                 if conn.queued() > 0 {
@@ -664,7 +669,7 @@ impl Worker {
                         conn.queued()
                     );
                 }
-                conn.force_close(reason);
+                conn.close_at_deadline();
                 self.doomed.push(key);
             }
         }
