@@ -35,7 +35,7 @@ use slab::Slab;
 use crate::addr::Endpoint;
 use crate::config::Config;
 use crate::queue::ChunkPool;
-use crate::stats::{CloseReason, Stats};
+use crate::stats::{CloseReason, OpenConnections, Stats};
 use connection::{Connection, Next};
 use listener::{BindError, Listener};
 use udp::UdpEndpoint;
@@ -183,6 +183,9 @@ pub struct Worker {
     /// Connections closed this turn, reaped after the batch.
     doomed: Vec<usize>,
     connections: usize,
+    /// Connections open across all workers (shared): counted on admit and
+    /// reap only, for an exact `peak_concurrent`.
+    open: Arc<OpenConnections>,
     draining: usize,
     signals: signals::SignalSource,
     /// A spare descriptor, closed to accept-and-shed one connection when
@@ -209,8 +212,14 @@ fn drive_conn(conn: &mut Connection, shared: &mut Shared) -> (Next, bool) {
 
 impl Worker {
     /// A worker owning `sockets`; registers them (the only epoll_ctl calls
-    /// besides one per accepted connection).
-    pub fn new(id: usize, config: Arc<Config>, sockets: WorkerSockets) -> io::Result<Worker> {
+    /// besides one per accepted connection). `open` is the count of open
+    /// connections all workers share.
+    pub fn new(
+        id: usize,
+        config: Arc<Config>,
+        sockets: WorkerSockets,
+        open: Arc<OpenConnections>,
+    ) -> io::Result<Worker> {
         let poll = Poll::new()?;
         let mut entries = Slab::with_capacity(
             config.max_connections + sockets.listeners.len() + sockets.udp.len(),
@@ -248,6 +257,7 @@ impl Worker {
             ready: Vec::new(),
             doomed: Vec::new(),
             connections: 0,
+            open,
             draining: 0,
             signals,
             reserve_fd: File::open("/dev/null").ok(),
@@ -486,7 +496,7 @@ impl Worker {
         );
         entry.insert(Entry::Conn(conn));
         self.connections += 1;
-        self.shared.stats.opened();
+        self.shared.stats.opened(self.open.opened());
         debug!("open {peer} (token {key})");
         if let Some(banner) = self.config.banner.clone() {
             let Some(Entry::Conn(conn)) = self.entries.get_mut(key) else {
@@ -532,6 +542,7 @@ impl Worker {
                 };
                 conn.release(&mut self.shared);
                 self.connections -= 1;
+                self.open.closed();
                 self.shared.stats.ended(reason);
                 debug!("close {} ({reason})", conn.peer());
                 // Dropping the stream closes the socket; the kernel removes it
@@ -768,9 +779,10 @@ pub fn run(config: Config) -> Result<Stats, ServerError> {
                 .collect()
         })
         .unwrap_or_default();
+    let open = Arc::new(OpenConnections::default());
     let mut workers = Vec::new();
     for (id, owned) in sockets.drain(..).enumerate() {
-        let worker = Worker::new(id, Arc::clone(&config), owned)
+        let worker = Worker::new(id, Arc::clone(&config), owned, Arc::clone(&open))
             .map_err(|e| ServerError::Io("start a worker", e))?;
         workers.push(worker);
     }
