@@ -1,9 +1,12 @@
 //! Counters kept per worker, the reasons a connection ends, and the exit summary.
 //!
 //! Each worker owns its [`Stats`] outright (no atomics on the hot path); the
-//! daemon merges them when the workers have stopped.
+//! daemon merges them when the workers have stopped. The one thing the
+//! workers share is [`OpenConnections`], touched once per accepted and once
+//! per closed connection, so that the peak is exact across workers.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why a connection ended; logged by name (memcached's habit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,7 +19,10 @@ pub enum CloseReason {
     /// drain that follows reaches its deadline (see
     /// [`CloseReason::at_drain_deadline`]).
     IdleTimeout,
-    /// The daemon is shutting down.
+    /// The daemon is shutting down, and the connection ended cleanly before
+    /// `--shutdown-timeout` passed: everything owed was sent, and after our
+    /// FIN the peer closed or went quiet. One still owed bytes (or still
+    /// sending) when the timeout passed is [`CloseReason::DrainTimeout`].
     Shutdown,
     /// `--once`: the one exchange is done.
     Once,
@@ -24,7 +30,9 @@ pub enum CloseReason {
     BadFrame,
     /// A drain begun for another reason (shutdown, a bad frame, `--once`)
     /// could not finish in time: the peer neither read what was owed nor
-    /// went quiet or closed. Never an idle timeout's drain.
+    /// went quiet or closed before the drain's deadline or, once shutting
+    /// down, the shutdown deadline (counted the same whichever passed).
+    /// Never an idle timeout's drain.
     DrainTimeout,
 }
 
@@ -72,6 +80,31 @@ impl fmt::Display for CloseReason {
     }
 }
 
+/// Connections open across all workers, shared by them (`Arc`): what makes
+/// [`Stats::peak_concurrent`] exact with `--workers N`. Touched once per
+/// accepted and once per closed connection, never per message.
+///
+/// `Relaxed` suffices: all changes to one atomic fall in one order, and each
+/// read-modify-write sees the value just before it in that order, so the
+/// values [`OpenConnections::opened`] returns are exactly the counts the
+/// daemon went through. Nothing else is synchronized through it.
+#[derive(Debug, Default)]
+pub struct OpenConnections(AtomicU64);
+
+impl OpenConnections {
+    /// Counts one connection opened; returns how many are open now, across
+    /// all workers, this one included.
+    pub fn opened(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Counts one connection closed; each must have been counted opened.
+    pub fn closed(&self) {
+        let before = self.0.fetch_sub(1, Ordering::Relaxed);
+        debug_assert!(before > 0, "closed more connections than were opened");
+    }
+}
+
 /// One worker's counters. All fields only grow, except `current`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stats {
@@ -82,8 +115,12 @@ pub struct Stats {
     pub rejected_fd_exhausted: u64,
     /// Accept failures other than WouldBlock (all errnos).
     pub accept_errors: u64,
+    /// Connections open on this worker.
     pub current: u64,
-    /// Highest `current` seen (summed over workers at exit: an upper bound).
+    /// The most connections open at once across all workers, as far as this
+    /// worker saw: the highest [`OpenConnections`] count at its accepts.
+    /// [`Stats::merge`] keeps the highest, which is exact: the shared count
+    /// peaks just after an accept, and that accept's worker saw the peak.
     pub peak_concurrent: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -99,11 +136,13 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Counts one connection opened.
-    pub fn opened(&mut self) {
+    /// Counts one connection opened; `open_now` is how many are open across
+    /// all workers with it (what [`OpenConnections::opened`] returned).
+    pub fn opened(&mut self, open_now: u64) {
         self.accepted += 1;
         self.current += 1;
-        self.peak_concurrent = self.peak_concurrent.max(self.current);
+        debug_assert!(open_now >= self.current, "the workers' count includes ours");
+        self.peak_concurrent = self.peak_concurrent.max(open_now);
     }
 
     /// Counts one connection ended for `reason`.
@@ -112,14 +151,15 @@ impl Stats {
         self.closed[reason as usize] += 1;
     }
 
-    /// Adds another worker's counters into these.
+    /// Adds another worker's counters into these; `peak_concurrent`, already
+    /// counted across workers, takes the higher of the two.
     pub fn merge(&mut self, other: &Stats) {
         self.accepted += other.accepted;
         self.rejected_max_connections += other.rejected_max_connections;
         self.rejected_fd_exhausted += other.rejected_fd_exhausted;
         self.accept_errors += other.accept_errors;
         self.current += other.current;
-        self.peak_concurrent += other.peak_concurrent;
+        self.peak_concurrent = self.peak_concurrent.max(other.peak_concurrent);
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
         self.frames += other.frames;
@@ -197,18 +237,26 @@ mod tests {
         }
     }
 
+    /// Two workers that never hold their connections at the same time:
+    /// each peaks at 2, but no more than 2 were ever open at once.
     #[test]
-    fn merge_adds_and_peak_tracks_current() {
-        let mut a = Stats::default();
-        a.opened();
-        a.opened();
-        a.ended(CloseReason::Error);
-        let mut b = Stats::default();
-        b.opened();
-        b.merge(&a);
-        assert_eq!(b.accepted, 3);
-        assert_eq!(b.peak_concurrent, 3);
-        assert_eq!(b.errors(), 1);
-        assert!(b.to_string().contains("closed_error=1"));
+    fn merge_adds_counts_and_keeps_the_shared_peak() {
+        let open = OpenConnections::default();
+        let (mut a, mut b) = (Stats::default(), Stats::default());
+        for _ in 0..2 {
+            a.opened(open.opened());
+        }
+        for _ in 0..2 {
+            a.ended(CloseReason::Error);
+            open.closed();
+        }
+        for _ in 0..2 {
+            b.opened(open.opened());
+        }
+        a.merge(&b);
+        assert_eq!(a.accepted, 4);
+        assert_eq!(a.peak_concurrent, 2);
+        assert_eq!(a.errors(), 2);
+        assert!(a.to_string().contains("closed_error=2"));
     }
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -83,27 +83,44 @@ fn debug_daemon(args: &[&str]) -> Daemon {
     })
 }
 
+/// Sends SIGTERM, waits at most `limit` for exit status 0, and returns how
+/// long the exit took and the exit stats line.
+fn sigterm_and_stats(d: &mut Daemon, limit: Duration) -> (Duration, String) {
+    let sent_at = Instant::now();
+    d.signal(libc::SIGTERM);
+    let status = d.wait_exit(limit);
+    let took = sent_at.elapsed();
+    eprintln!("exited {status} {took:?} after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", d.log());
+    let stats = d
+        .stats_line()
+        .unwrap_or_else(|| panic!("no stats line:\n{}", d.log()));
+    (took, stats)
+}
+
+/// Asserts the exit stats' `closed_{reason}` counters named in `expected`.
+fn assert_closed(stats: &str, expected: &[(&str, u64)]) {
+    for (reason, n) in expected {
+        let key = format!("closed_{reason}");
+        assert_eq!(common::stat(stats, &key), *n, "{key}: {stats}");
+    }
+}
+
 #[test]
 fn sigterm_with_slow_reader_exits_0_within_shutdown_timeout() {
     let mut d = debug_daemon(&["--shutdown-timeout", "2"]);
     let mut other = d.connect();
     common::round_trip(&mut other, b"bystander\n").unwrap();
     let slow = SlowReader::start(&d);
-    let sent_at = Instant::now();
-    d.signal(libc::SIGTERM);
-    let status = d.wait_exit(Duration::from_secs(5));
-    let took = sent_at.elapsed();
-    eprintln!("exited {status} {took:?} after SIGTERM");
-    assert_eq!(status.code(), Some(0), "{}", d.log());
+    let (took, stats) = sigterm_and_stats(&mut d, Duration::from_secs(5));
     assert!(
         took < Duration::from_secs(4),
         "took {took:?} with --shutdown-timeout 2"
     );
-    let stats = d
-        .stats_line()
-        .unwrap_or_else(|| panic!("no stats line:\n{}", d.log()));
     assert_eq!(common::stat(&stats, "accepted"), 2, "{stats}");
-    assert!(common::stat(&stats, "closed_shutdown") >= 1, "{stats}");
+    // The bystander ends cleanly; the slow reader, still owed bytes when
+    // the timeout passes, is a drain that ran out of time.
+    assert_closed(&stats, &[("shutdown", 1), ("drain_timeout", 1)]);
     drop(slow);
 }
 
@@ -145,13 +162,7 @@ fn sigterm_with_passive_idle_clients_does_not_wait_for_the_timeout() {
     for s in &mut clients {
         common::round_trip(s, b"then nothing\n").unwrap();
     }
-    let sent_at = Instant::now();
-    d.signal(libc::SIGTERM);
-    let status = d.wait_exit(Duration::from_secs(8));
-    let took = sent_at.elapsed();
-    eprintln!("exited {status} {took:?} after SIGTERM");
-    assert_eq!(status.code(), Some(0), "{}", d.log());
-    assert!(d.stats_line().is_some(), "no stats line:\n{}", d.log());
+    let (took, _) = sigterm_and_stats(&mut d, Duration::from_secs(8));
     assert!(
         took < Duration::from_millis(2500),
         "took {took:?}: waited for passive idle clients until the shutdown timeout"
@@ -211,4 +222,110 @@ fn after_sigterm_new_connections_are_refused() {
     assert!(refused, "connections still accepted after SIGTERM");
     assert!(d.is_running(), "exited early:\n{}", d.log());
     drop(slow);
+}
+
+/// Regression: SIGTERM relabelled a connection already draining for another
+/// reason as `shutdown`. Here a client that stopped reading is ended by
+/// `--idle-timeout` (a 2 s drain); the shutdown that follows brings the
+/// deadline closer (1 s) but the connection is still counted as an idle
+/// timeout, as it would have been without the signal.
+#[test]
+fn sigterm_keeps_the_reason_of_a_drain_under_way() {
+    let mut d = debug_daemon(&["--idle-timeout", "1", "--shutdown-timeout", "1"]);
+    let slow = SlowReader::start(&d);
+    d.wait_for_log(": idle for");
+    let (took, stats) = sigterm_and_stats(&mut d, Duration::from_secs(5));
+    assert!(
+        took < Duration::from_millis(1800),
+        "took {took:?}: the shutdown deadline did not shorten the idle drain"
+    );
+    assert_closed(
+        &stats,
+        &[("idle_timeout", 1), ("shutdown", 0), ("drain_timeout", 0)],
+    );
+    drop(slow);
+}
+
+/// Regression: a drain begun before the shutdown (a bad frame here) earned
+/// time with each write that made progress, past the shutdown deadline; the
+/// loop then closed it at that deadline as `shutdown`, while a drain that
+/// began with the shutdown was counted as `drain_timeout`. Now progress
+/// earns time only up to the shutdown deadline, and a connection still owed
+/// bytes when `--shutdown-timeout` passes is `drain_timeout` either way.
+#[test]
+fn sigterm_cuts_off_a_trickling_reader_as_drain_timeout() {
+    const OWED: usize = 32 << 20;
+    let mut d = debug_daemon(&[
+        "--mode",
+        "framed",
+        "--queue-limit",
+        "64M",
+        "--shutdown-timeout",
+        "3",
+    ]);
+    // A small receive buffer, so that each small read lets the daemon write
+    // (and make progress) again.
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(64 << 10).expect("SO_RCVBUF");
+    socket
+        .connect_timeout(&d.addr().into(), common::WAIT)
+        .expect("connect");
+    let mut s: TcpStream = socket.into();
+    s.set_read_timeout(Some(common::WAIT)).unwrap();
+    s.set_write_timeout(Some(common::WAIT)).unwrap();
+    let payload = vec![b'p'; 1 << 20];
+    for _ in 0..OWED / payload.len() {
+        s.write_all(format!("{:<10}", payload.len()).as_bytes())
+            .unwrap();
+        s.write_all(&payload).unwrap();
+    }
+    s.write_all(b"not a len!").unwrap();
+    d.wait_for_log("closing: invalid frame header");
+
+    // Read 64 KiB every 10 ms until the daemon has exited: a peer that
+    // reads (the daemon's writes make progress every few hundred ms), but
+    // too slowly to take the 32 MiB it is owed within the shutdown timeout.
+    let mut r = s.try_clone().unwrap();
+    r.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 << 10];
+            let mut got = 0;
+            while !stop.load(Ordering::Relaxed) {
+                match r.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(_) => break,
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            got
+        })
+    };
+    let (took, stats) = sigterm_and_stats(&mut d, Duration::from_secs(8));
+    stop.store(true, Ordering::Relaxed);
+    let got = reader.join().unwrap();
+    eprintln!("the reader got {got} of {OWED} bytes");
+    assert!(
+        got < OWED,
+        "the reader took everything: nothing was cut off"
+    );
+    assert!(
+        took > Duration::from_millis(2500),
+        "exited after {took:?}: the drain did not earn time by progress, so \
+         this test did not test what it means to"
+    );
+    assert!(
+        took < Duration::from_millis(4500),
+        "took {took:?}: progress pushed the drain past --shutdown-timeout 3"
+    );
+    assert_closed(
+        &stats,
+        &[("drain_timeout", 1), ("shutdown", 0), ("bad_frame", 0)],
+    );
 }

@@ -1,6 +1,7 @@
 //! `--workers N`: N loops with their own SO_REUSEPORT sockets on one
 //! address (port 0 resolved once), connections spread over them, counters
-//! summed at exit, and an address in use still reported as in use.
+//! summed at exit (`peak_concurrent` exact across workers, not a sum), and
+//! an address in use still reported as in use.
 
 mod common;
 
@@ -70,4 +71,33 @@ fn workers_still_report_an_address_in_use() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("in use"), "{}", out.stderr);
+}
+
+/// Regression: `peak_concurrent` was the sum of each worker's own peak, so
+/// with workers that peak at different moments it exceeded the number of
+/// connections ever open at once. Rounds of 16 connections held together,
+/// each round closed before the next, spread differently over the two
+/// workers by the kernel: the peak is 16.
+#[test]
+fn peak_concurrent_is_exact_across_workers() {
+    const HELD: usize = 16;
+    const ROUNDS: usize = 4;
+    let mut d = Daemon::start_with(&["--workers", "2"], |cmd| {
+        cmd.env("RUST_LOG", "debug");
+    });
+    for round in 1..=ROUNDS {
+        let mut clients: Vec<_> = (0..HELD).map(|_| d.connect()).collect();
+        for c in &mut clients {
+            // Echoed: accepted and open on one of the workers.
+            common::round_trip(c, b"held\n").unwrap();
+        }
+        drop(clients);
+        let closed = common::wait_until(common::WAIT, || {
+            d.log_lines_with(&["(peer_closed)"]).len() == round * HELD
+        });
+        assert!(closed, "round {round} not closed:\n{}", d.log());
+    }
+    let stats = d.stop_and_stats();
+    assert_eq!(stat(&stats, "accepted"), (HELD * ROUNDS) as u64, "{stats}");
+    assert_eq!(stat(&stats, "peak_concurrent"), HELD as u64, "{stats}");
 }

@@ -41,9 +41,14 @@ pub const LINGER_MAX: Duration = Duration::from_secs(2);
 /// The bookkeeping of a connection we are ending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Drain {
+    /// Why we began ending it. Set once, by the first
+    /// [`Connection::begin_draining`]: a shutdown that overtakes a drain
+    /// under way shortens its deadline but keeps this.
     pub reason: CloseReason,
-    /// Hard deadline. Pushed back by each write that makes progress, except
-    /// when shutting down (the shutdown deadline is fixed).
+    /// Hard deadline. Each write that makes progress pushes it to
+    /// [`DRAIN_LINGER`] from then, but never past the shutdown deadline
+    /// (`Shared::shutdown_deadline`) and never closer. Invariant: once
+    /// shutdown has begun, `until <= ` the shutdown deadline.
     pub until: Instant,
     /// Set when our FIN has been sent: closed once no input arrived until then.
     pub quiet_until: Option<Instant>,
@@ -167,7 +172,13 @@ impl Connection {
 
     /// Starts ending the connection for `reason`: what is owed is still
     /// flushed, then we half-close and discard input until EOF, a quiet
-    /// spell, or `until`. A later call may only bring `until` closer.
+    /// spell, or `until`.
+    ///
+    /// On a connection already draining, a later call may only bring
+    /// `until` closer; the drain keeps the reason it began with (a
+    /// connection draining after a bad frame is still counted as one when
+    /// a shutdown shortens its deadline). On a closed connection it does
+    /// nothing.
     pub fn begin_draining(&mut self, reason: CloseReason, until: Instant) {
         match self.phase {
             Phase::Open | Phase::PeerClosed => {
@@ -180,26 +191,22 @@ impl Connection {
                 }));
             }
             Phase::Draining(drain) if until < drain.until => {
-                self.set_phase(Phase::Draining(Drain {
-                    reason,
-                    until,
-                    ..drain
-                }));
+                self.set_phase(Phase::Draining(Drain { until, ..drain }));
             }
             _ => {}
         }
     }
 
     /// Timer check for a draining connection: closes it if its quiet spell
-    /// or its deadline has passed (the latter counted as
-    /// [`CloseReason::at_drain_deadline`] says). Returns whether it is now
+    /// or its deadline has passed (the latter as
+    /// [`Connection::close_at_deadline`] does). Returns whether it is now
     /// closed.
     pub fn drain_expired(&mut self, now: Instant) -> bool {
         let Phase::Draining(drain) = self.phase else {
             return false;
         };
         if now >= drain.until {
-            self.set_phase(Phase::Closed(drain.reason.at_drain_deadline()));
+            self.close_at_deadline();
             return true;
         }
         if drain.quiet_until.is_some_and(|q| now >= q) {
@@ -209,7 +216,22 @@ impl Connection {
         false
     }
 
-    /// Closes at once (deadline passed); the socket is dropped when reaped.
+    /// A hard deadline passed before the connection could be ended cleanly:
+    /// its drain's own, or the shutdown deadline, whichever the loop notices
+    /// first. Closes it, counted as [`CloseReason::at_drain_deadline`] says
+    /// for the reason it was being ended for ([`CloseReason::Shutdown`] if
+    /// it was not draining), so both count it the same. A closed
+    /// connection stays as it is. The socket is dropped when reaped.
+    pub fn close_at_deadline(&mut self) {
+        let reason = match self.phase {
+            Phase::Closed(_) => return,
+            Phase::Draining(drain) => drain.reason,
+            Phase::Open | Phase::PeerClosed => CloseReason::Shutdown,
+        };
+        self.set_phase(Phase::Closed(reason.at_drain_deadline()));
+    }
+
+    /// Closes at once for `reason`; the socket is dropped when reaped.
     pub fn force_close(&mut self, reason: CloseReason) {
         if !matches!(self.phase, Phase::Closed(_)) {
             self.set_phase(Phase::Closed(reason));
@@ -453,7 +475,7 @@ impl Connection {
                 Ok((n, all)) => {
                     shared.stats.bytes_out += n as u64;
                     self.last_active = shared.now;
-                    self.note_progress(shared.now);
+                    self.note_progress(shared.now, shared.shutdown_deadline);
                     if !all {
                         // A short write means the socket buffer is full; the
                         // next writable edge will say when it has room.
@@ -468,15 +490,16 @@ impl Connection {
         Ok(())
     }
 
-    /// A write made progress: a draining connection earns more time, unless
-    /// it is draining for shutdown, whose deadline is fixed.
-    fn note_progress(&mut self, now: Instant) {
+    /// A write made progress: a draining connection that has not sent its
+    /// FIN yet earns [`DRAIN_LINGER`] from `now`, capped at the shutdown
+    /// deadline `cap` (so a drain for shutdown, which begins at that
+    /// deadline, gains nothing), and never losing time it had.
+    fn note_progress(&mut self, now: Instant, cap: Option<Instant>) {
         if let Phase::Draining(drain) = self.phase {
-            if drain.reason != CloseReason::Shutdown && drain.quiet_until.is_none() {
-                self.set_phase(Phase::Draining(Drain {
-                    until: now + DRAIN_LINGER,
-                    ..drain
-                }));
+            if drain.quiet_until.is_none() {
+                let earned = now + DRAIN_LINGER;
+                let until = cap.map_or(earned, |cap| earned.min(cap)).max(drain.until);
+                self.set_phase(Phase::Draining(Drain { until, ..drain }));
             }
         }
     }
@@ -496,5 +519,127 @@ impl Connection {
     /// Bytes still owed to the peer.
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection over one end of a unix socket pair (the other end is
+    /// returned so it stays open); no poll, no I/O.
+    fn connection(now: Instant) -> (Connection, mio::net::UnixStream) {
+        let (ours, theirs) = mio::net::UnixStream::pair().expect("socketpair");
+        let conn = Connection::new(Stream::Unix(ours), Peer::Unix, Mode::Echo, 0, now);
+        (conn, theirs)
+    }
+
+    fn drain_of(conn: &Connection) -> Drain {
+        match conn.phase() {
+            Phase::Draining(drain) => drain,
+            other => panic!("not draining: {other:?}"),
+        }
+    }
+
+    /// Regression: a shutdown shortening a drain under way replaced its
+    /// reason, so bad frames, `--once` and idle timeouts were counted as
+    /// `shutdown` (or `drain_timeout`) when SIGTERM came while they drained.
+    #[test]
+    fn a_shutdown_shortens_a_drain_but_keeps_its_reason() {
+        let t0 = Instant::now();
+        for reason in [
+            CloseReason::BadFrame,
+            CloseReason::Once,
+            CloseReason::IdleTimeout,
+        ] {
+            let (mut conn, _peer) = connection(t0);
+            conn.begin_draining(reason, t0 + DRAIN_LINGER);
+            let deadline = t0 + Duration::from_millis(500);
+            conn.begin_draining(CloseReason::Shutdown, deadline);
+            let drain = drain_of(&conn);
+            assert_eq!(drain.reason, reason);
+            assert_eq!(
+                drain.until, deadline,
+                "{reason}: deadline not brought closer"
+            );
+
+            // A later, farther deadline changes nothing.
+            conn.begin_draining(CloseReason::Shutdown, t0 + Duration::from_secs(60));
+            assert_eq!(drain_of(&conn), drain, "{reason}");
+
+            assert!(!conn.drain_expired(deadline - Duration::from_millis(1)));
+            assert!(conn.drain_expired(deadline));
+            assert_eq!(
+                conn.phase(),
+                Phase::Closed(reason.at_drain_deadline()),
+                "{reason}"
+            );
+        }
+    }
+
+    /// The sweep (`drain_expired`) and the loop's close at the shutdown
+    /// deadline (`close_at_deadline`) count a drain that ran out of time
+    /// the same way, whatever began it.
+    #[test]
+    fn both_ways_a_drain_runs_out_of_time_count_the_same() {
+        let t0 = Instant::now();
+        let deadline = t0 + Duration::from_secs(1);
+        for reason in CloseReason::ALL {
+            let (mut swept, _a) = connection(t0);
+            let (mut cut, _b) = connection(t0);
+            for conn in [&mut swept, &mut cut] {
+                conn.begin_draining(reason, deadline + Duration::from_secs(1));
+                conn.begin_draining(CloseReason::Shutdown, deadline);
+            }
+            assert!(swept.drain_expired(deadline));
+            cut.close_at_deadline();
+            assert_eq!(swept.phase(), cut.phase(), "{reason}");
+            assert_eq!(
+                cut.phase(),
+                Phase::Closed(reason.at_drain_deadline()),
+                "{reason}"
+            );
+        }
+        let (mut open, _c) = connection(t0);
+        open.close_at_deadline();
+        assert_eq!(open.phase(), Phase::Closed(CloseReason::DrainTimeout));
+    }
+
+    #[test]
+    fn progress_earns_time_but_never_past_the_shutdown_deadline() {
+        let t0 = Instant::now();
+        let (mut conn, _peer) = connection(t0);
+        conn.begin_draining(CloseReason::BadFrame, t0 + DRAIN_LINGER);
+
+        // Before shutdown: each write that makes progress earns DRAIN_LINGER.
+        let t1 = t0 + Duration::from_secs(1);
+        conn.note_progress(t1, None);
+        assert_eq!(drain_of(&conn).until, t1 + DRAIN_LINGER);
+
+        // Shutdown with a deadline beyond the drain's: nothing shortens...
+        let deadline = t1 + Duration::from_secs(3);
+        conn.begin_draining(CloseReason::Shutdown, deadline);
+        assert_eq!(drain_of(&conn).until, t1 + DRAIN_LINGER);
+        // ...but progress now earns time only up to the deadline.
+        let t2 = t1 + Duration::from_secs(2);
+        conn.note_progress(t2, Some(deadline));
+        assert_eq!(drain_of(&conn).until, deadline);
+        conn.note_progress(t2 + Duration::from_millis(500), Some(deadline));
+        let drain = drain_of(&conn);
+        assert_eq!(drain.until, deadline);
+        assert_eq!(drain.reason, CloseReason::BadFrame);
+    }
+
+    #[test]
+    fn a_drain_begun_by_shutdown_keeps_the_shutdown_deadline() {
+        let t0 = Instant::now();
+        let (mut conn, _peer) = connection(t0);
+        let deadline = t0 + Duration::from_secs(5);
+        conn.begin_draining(CloseReason::Shutdown, deadline);
+        assert_eq!(drain_of(&conn).reason, CloseReason::Shutdown);
+        conn.note_progress(t0 + Duration::from_millis(100), Some(deadline));
+        assert_eq!(drain_of(&conn).until, deadline, "lost time");
+        conn.note_progress(t0 + Duration::from_millis(4900), Some(deadline));
+        assert_eq!(drain_of(&conn).until, deadline, "went past the deadline");
     }
 }

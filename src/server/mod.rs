@@ -35,7 +35,7 @@ use slab::Slab;
 use crate::addr::Endpoint;
 use crate::config::Config;
 use crate::queue::ChunkPool;
-use crate::stats::{CloseReason, Stats};
+use crate::stats::{CloseReason, OpenConnections, Stats};
 use connection::{Connection, Next};
 use listener::{BindError, Listener};
 use udp::UdpEndpoint;
@@ -148,6 +148,9 @@ pub struct Shared {
     pub stats: Stats,
     /// The time the current batch of events was polled.
     pub now: Instant,
+    /// Set on SIGINT/SIGTERM: the moment to give up flushing. No drain's
+    /// deadline is pushed past it.
+    pub shutdown_deadline: Option<Instant>,
     pub queue_limit: usize,
     pub once: bool,
     pub bad_frame_log: RateLimit,
@@ -180,10 +183,11 @@ pub struct Worker {
     /// Connections closed this turn, reaped after the batch.
     doomed: Vec<usize>,
     connections: usize,
+    /// Connections open across all workers (shared): counted on admit and
+    /// reap only, for an exact `peak_concurrent`.
+    open: Arc<OpenConnections>,
     draining: usize,
     signals: signals::SignalSource,
-    /// Set on SIGINT/SIGTERM: the moment to give up flushing.
-    shutdown_deadline: Option<Instant>,
     /// A spare descriptor, closed to accept-and-shed one connection when
     /// descriptors run out (libev's and nginx's trick).
     reserve_fd: Option<File>,
@@ -208,8 +212,14 @@ fn drive_conn(conn: &mut Connection, shared: &mut Shared) -> (Next, bool) {
 
 impl Worker {
     /// A worker owning `sockets`; registers them (the only epoll_ctl calls
-    /// besides one per accepted connection).
-    pub fn new(id: usize, config: Arc<Config>, sockets: WorkerSockets) -> io::Result<Worker> {
+    /// besides one per accepted connection). `open` is the count of open
+    /// connections all workers share.
+    pub fn new(
+        id: usize,
+        config: Arc<Config>,
+        sockets: WorkerSockets,
+        open: Arc<OpenConnections>,
+    ) -> io::Result<Worker> {
         let poll = Poll::new()?;
         let mut entries = Slab::with_capacity(
             config.max_connections + sockets.listeners.len() + sockets.udp.len(),
@@ -238,6 +248,7 @@ impl Worker {
                 pool: ChunkPool::new(POOL_MAX_IDLE),
                 stats: Stats::default(),
                 now,
+                shutdown_deadline: None,
                 queue_limit: config.queue_limit,
                 once: config.once,
                 bad_frame_log: RateLimit::new(),
@@ -246,9 +257,9 @@ impl Worker {
             ready: Vec::new(),
             doomed: Vec::new(),
             connections: 0,
+            open,
             draining: 0,
             signals,
-            shutdown_deadline: None,
             reserve_fd: File::open("/dev/null").ok(),
             accept_paused: None,
             next_idle_sweep,
@@ -288,12 +299,12 @@ impl Worker {
             }
             self.run_timers();
             self.reap();
-            if let Some(deadline) = self.shutdown_deadline {
+            if let Some(deadline) = self.shared.shutdown_deadline {
                 if self.connections == 0 {
                     break;
                 }
                 if self.shared.now >= deadline {
-                    self.close_all(CloseReason::Shutdown);
+                    self.close_all_at_deadline();
                     break;
                 }
             }
@@ -361,7 +372,7 @@ impl Worker {
 
     /// Accepts up to [`ACCEPTS_PER_TURN`] connections from one listener.
     fn accept(&mut self, key: usize) {
-        if self.shutdown_deadline.is_some() {
+        if self.shared.shutdown_deadline.is_some() {
             return;
         }
         if let Some((_, paused)) = &mut self.accept_paused {
@@ -485,7 +496,7 @@ impl Worker {
         );
         entry.insert(Entry::Conn(conn));
         self.connections += 1;
-        self.shared.stats.opened();
+        self.shared.stats.opened(self.open.opened());
         debug!("open {peer} (token {key})");
         if let Some(banner) = self.config.banner.clone() {
             let Some(Entry::Conn(conn)) = self.entries.get_mut(key) else {
@@ -531,6 +542,7 @@ impl Worker {
                 };
                 conn.release(&mut self.shared);
                 self.connections -= 1;
+                self.open.closed();
                 self.shared.stats.ended(reason);
                 debug!("close {} ({reason})", conn.peer());
                 // Dropping the stream closes the socket; the kernel removes it
@@ -553,10 +565,10 @@ impl Worker {
         if let Some((t, _)) = &self.accept_paused {
             consider(*t);
         }
-        if self.draining > 0 || self.shutdown_deadline.is_some() {
+        if self.draining > 0 || self.shared.shutdown_deadline.is_some() {
             consider(self.shared.now + DRAIN_TICK);
         }
-        if let Some(t) = self.shutdown_deadline {
+        if let Some(t) = self.shared.shutdown_deadline {
             consider(t);
         }
         earliest
@@ -575,7 +587,7 @@ impl Worker {
             }
         }
         let idle_due = self.next_idle_sweep.is_some_and(|t| now >= t);
-        if idle_due || self.draining > 0 || self.shutdown_deadline.is_some() {
+        if idle_due || self.draining > 0 || self.shared.shutdown_deadline.is_some() {
             self.sweep(idle_due);
         }
         if idle_due {
@@ -627,11 +639,11 @@ impl Worker {
     /// First SIGINT/SIGTERM: stop accepting and receiving datagrams, and
     /// start draining every connection against one deadline.
     fn begin_shutdown(&mut self) {
-        if self.shutdown_deadline.is_some() {
+        if self.shared.shutdown_deadline.is_some() {
             return;
         }
         let deadline = self.shared.now + self.config.shutdown_timeout;
-        self.shutdown_deadline = Some(deadline);
+        self.shared.shutdown_deadline = Some(deadline);
         info!(
             "worker {}: shutting down: {} connections to flush (at most {:?})",
             self.id, self.connections, self.config.shutdown_timeout
@@ -653,7 +665,12 @@ impl Worker {
         self.accept_paused = None;
     }
 
-    fn close_all(&mut self, reason: CloseReason) {
+    /// The shutdown deadline has passed: closes every connection left, each
+    /// counted as if its drain had reached its own deadline (`drain_timeout`,
+    /// or `idle_timeout` for an idle drain), exactly as the sweep counts it.
+    /// Every drain's deadline is at or before the shutdown deadline, so the
+    /// sweep earlier in the same turn has normally closed them all already.
+    fn close_all_at_deadline(&mut self) {
         for (key, entry) in self.entries.iter_mut() {
             if let Entry::Conn(conn) = entry {
                 if conn.queued() > 0 {
@@ -663,7 +680,7 @@ impl Worker {
                         conn.queued()
                     );
                 }
-                conn.force_close(reason);
+                conn.close_at_deadline();
                 self.doomed.push(key);
             }
         }
@@ -762,9 +779,10 @@ pub fn run(config: Config) -> Result<Stats, ServerError> {
                 .collect()
         })
         .unwrap_or_default();
+    let open = Arc::new(OpenConnections::default());
     let mut workers = Vec::new();
     for (id, owned) in sockets.drain(..).enumerate() {
-        let worker = Worker::new(id, Arc::clone(&config), owned)
+        let worker = Worker::new(id, Arc::clone(&config), owned, Arc::clone(&open))
             .map_err(|e| ServerError::Io("start a worker", e))?;
         workers.push(worker);
     }
