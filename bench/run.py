@@ -256,7 +256,28 @@ def head_to_head(cells, reps, duration, warmup, names=HEAD_TO_HEAD):
     return rows
 
 
-def count_syscalls(name, argv, duration=5):
+# The syscall count: rounds per server, seconds per run, and the servers (with the twin, whose
+# spread against the C server shows how much of the epoll_wait share is timing, not code).
+SYSCALL_ROUNDS = 5
+SYSCALL_SECONDS = 3
+SYSCALL_SERVERS = ("echod", "c-epoll", "c-epoll-twin")
+
+
+def syscall_rounds():
+    """Each server counted SYSCALL_ROUNDS times, in an order that rotates between rounds."""
+    names = list(SYSCALL_SERVERS)
+    runs = []
+    for r in range(SYSCALL_ROUNDS):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            run = count_syscalls(name, servers()[name], SYSCALL_SECONDS)
+            run["round"] = r
+            runs.append(run)
+            print(f"syscalls round {r} {name}: {run['per_msg']:.3f}/msg", file=sys.stderr,
+                  flush=True)
+    return runs
+
+
+def count_syscalls(name, argv, duration):
     """Syscalls per message at depth 1, 50 connections, 64 B (perf tracepoints)."""
     server = Server(argv)
     out_file = RESULTS / f"syscalls-{name}.txt"
@@ -287,7 +308,7 @@ def count_syscalls(name, argv, duration=5):
                 continue
             if n:
                 counts[parts[2].removeprefix("syscalls:sys_enter_")] = n
-    return {"server": name, "messages": msgs, "counts": counts,
+    return {"server": name, "messages": msgs, "counts": counts, "seconds": duration,
             "per_msg": sum(counts.values()) / msgs}
 
 
@@ -526,6 +547,7 @@ def write_report(args, table, syscalls, memory, workers, command, h2h=(),
           f"kept despite it after {MAX_ATTEMPTS} attempts: {len(stolen)}.\n")
     w(f"Cells where echod's paired CPU ratio is at most 1.00: {below['c-epoll']} of {len(keys)} "
       f"against the C peer, {below['tokio']} of {len(keys)} against tokio.\n")
+    keys = sorted(keys, key=lambda k: (k[2], k[0], k[1]))
     twin = [paired(table[k], "c-epoll-twin", "cpu_us_per_msg", "c-epoll") for k in keys]
     twin_p99 = [paired(table[k], "c-epoll-twin", "p99_us", "c-epoll") for k in keys]
     if all(twin):
@@ -573,15 +595,25 @@ def write_report(args, table, syscalls, memory, workers, command, h2h=(),
               f"cells it is at most {hi:.3f}, the highest ratio between the identical "
               "servers.\n")
     if syscalls:
+        rounds = 1 + max(r.get("round", 0) for r in syscalls)
+        seconds = syscalls[0].get("seconds", 5)
         w("\n## Syscalls per message (depth 1, 50 connections, 64 B)\n")
-        w("Counted with `perf stat -e 'syscalls:sys_enter_*' -p PID` over a whole 5 s bench run "
-          "(connection setup included).\n")
-        w("| server | messages | syscalls/msg | breakdown |")
-        w("|---|---:|---:|---|")
-        for s in syscalls:
-            breakdown = ", ".join(f"{k} {v / s['messages']:.3f}" for k, v in
-                                  sorted(s["counts"].items(), key=lambda kv: -kv[1]))
-            w(f"| {s['server']} | {s['messages']:,} | {s['per_msg']:.3f} | {breakdown} |")
+        w(f"Counted with `perf stat -e 'syscalls:sys_enter_*' -p PID` over whole {seconds} s "
+          f"bench runs (connection setup included), {rounds} per server in a rotating order; "
+          "`c-epoll-twin` is a second copy of the C server. Median (min-max) over the runs; "
+          "the breakdown gives each syscall's median per message.\n")
+        w("| server | messages (median) | syscalls/msg | breakdown |")
+        w("|---|---:|---|---|")
+        for name in dict.fromkeys(r["server"] for r in syscalls):
+            runs = [r for r in syscalls if r["server"] == name]
+            per_msg = [r["per_msg"] for r in runs]
+            calls = sorted({c for r in runs for c in r["counts"]},
+                           key=lambda c: -sum(r["counts"].get(c, 0) for r in runs))
+            breakdown = ", ".join(
+                f"{c} {med([r['counts'].get(c, 0) / r['messages'] for r in runs]):.3f}"
+                for c in calls)
+            w(f"| {name} | {med([r['messages'] for r in runs]):,.0f} | {med(per_msg):.3f} "
+              f"({min(per_msg):.3f}-{max(per_msg):.3f}) | {breakdown} |")
     if memory:
         w("\n## Memory per idle connection (10,000 connections, `echod-bench --idle`)\n")
         w("RSS growth of the server process while 10,000 idle connections are open, divided by "
@@ -675,8 +707,7 @@ def main():
         if args.mode == "full":
             control = stage("control", lambda: head_to_head(cells, args.rounds, args.duration,
                                                             args.warmup, CONTROL))
-            syscalls = stage("syscalls", lambda: [count_syscalls(n, servers()[n])
-                                                  for n in ("echod", "c-epoll")])
+            syscalls = stage("syscalls", syscall_rounds)
             memory = stage("memory", lambda: [idle_memory(n, servers()[n])
                                               for n in ("echod", "c-epoll", "tokio")])
             workers = stage("workers", lambda: workers_figure(3, args.duration, args.warmup))
