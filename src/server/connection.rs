@@ -232,7 +232,7 @@ impl Connection {
     }
 
     /// Closes at once for `reason`; the socket is dropped when reaped.
-    pub fn force_close(&mut self, reason: CloseReason) {
+    fn force_close(&mut self, reason: CloseReason) {
         if !matches!(self.phase, Phase::Closed(_)) {
             self.set_phase(Phase::Closed(reason));
         }
