@@ -252,6 +252,11 @@ impl Connection {
     /// Kept small for the steady state (open, nothing owed, input waiting):
     /// everything else happens in [`Connection::settle_phase`], out of line.
     pub fn drive(&mut self, shared: &mut Shared) -> Next {
+        if self.in_steady_echo(shared) {
+            if let Some(next) = self.echo_steady(shared) {
+                return next;
+            }
+        }
         let mut budget = READ_BUDGET;
         loop {
             if !self.queue.is_empty() {
@@ -277,6 +282,84 @@ impl Connection {
                 Ok(n) => budget = budget.saturating_sub(n.max(1)),
                 Err(e) => return self.fail(e),
             }
+        }
+    }
+
+    /// The steady state of an echo connection: open, echo mode, not
+    /// `--once`, nothing owed, readable and writable, not paused, no FIN seen.
+    #[inline(always)]
+    fn in_steady_echo(&self, shared: &Shared) -> bool {
+        matches!(self.phase, Phase::Open)
+            && self.decoder.is_none()
+            && !shared.once
+            && self.queue.is_empty()
+            && self.readable
+            && self.writable
+            && !self.paused
+            && !self.read_closed
+    }
+
+    /// The steady state in the C server's steps: one read into the loop
+    /// buffer, one write of what it read, nothing else. Handles every
+    /// outcome of the read, so nothing is read twice or lost: `None` hands
+    /// what is left (EOF, an interrupted read) to the general path.
+    #[inline(always)]
+    fn echo_steady(&mut self, shared: &mut Shared) -> Option<Next> {
+        let n = match self.stream.read(&mut shared.read_buf) {
+            Ok(0) => {
+                self.readable = false;
+                self.on_eof();
+                return None;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.readable = false;
+                return Some(Next::Wait);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return None,
+            Err(e) => return Some(self.fail(e)),
+        };
+        shared.stats.bytes_in += n as u64;
+        self.last_active = shared.now;
+        let filled = n == shared.read_buf.len();
+        if !filled {
+            // Short read: the socket is drained; edge-triggered epoll reports
+            // new data, so the read that would only say WouldBlock is skipped.
+            self.readable = false;
+        }
+        let input = &shared.read_buf[..n];
+        match self.stream.write(input) {
+            Ok(w) if w == n => shared.stats.bytes_out += n as u64,
+            result => {
+                // The socket did not take it all: queue the rest and let the
+                // general path flush, pause or read on.
+                let written = match result {
+                    Ok(w) => {
+                        shared.stats.bytes_out += w as u64;
+                        self.writable = false;
+                        w
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.writable = false;
+                        0
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                    Err(e) => return Some(self.fail(e)),
+                };
+                self.queue.push(&input[written..], &mut shared.pool);
+                self.pause_if_over(shared.queue_limit);
+                return None;
+            }
+        }
+        // A full buffer: more may be waiting, but its budget (one full read)
+        // is spent, so it is served again after the others.
+        Some(if filled { Next::Again } else { Next::Wait })
+    }
+
+    /// Stops reading while the queue is over `limit` (backpressure).
+    fn pause_if_over(&mut self, limit: usize) {
+        if self.queue.len() > limit {
+            self.paused = true;
         }
     }
 
@@ -463,9 +546,7 @@ impl Connection {
             self.queue.push(&part[skip..], &mut shared.pool);
             skip = 0;
         }
-        if self.queue.len() > shared.queue_limit {
-            self.paused = true;
-        }
+        self.pause_if_over(shared.queue_limit);
     }
 
     /// Drains the queue while the socket takes bytes.
