@@ -249,8 +249,10 @@ impl Connection {
     /// Does everything the connection can do now: flush, read, echo, change
     /// phase. Called after an event, from the ready list, and by timers.
     ///
-    /// Kept small for the steady state (open, nothing owed, input waiting):
-    /// everything else happens in [`Connection::settle_phase`], out of line.
+    /// The steady state of echo mode takes [`Connection::echo_steady`]: one
+    /// read, one write. The general loop below keeps only the open state
+    /// inline; everything else happens in [`Connection::settle_phase`], out
+    /// of line.
     pub fn drive(&mut self, shared: &mut Shared) -> Next {
         if self.in_steady_echo(shared) {
             if let Some(next) = self.echo_steady(shared) {
