@@ -234,17 +234,22 @@ def head_to_head(cells, reps, duration, warmup, names=HEAD_TO_HEAD):
     noisy neighbours) it does to both. Per rep, the first server's figure / the second's."""
     rows = []
     for cell in cells:
-        with running(names) as started:
-            def together():
-                procs = {n: subprocess.Popen(measured_argv(started[n], *cell, duration, warmup),
-                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                             text=True)
-                         for n in names}
-                outs = {n: p.communicate(timeout=warmup + duration + 120)[0]
-                        for n, p in procs.items()}
-                return {n: figures(outs[n], procs[n].returncode) for n in names}
+        for rep in range(reps):
+            # Fresh servers for every rep: a process's own luck (where its buffers and
+            # structures land in the caches) holds for its lifetime, so reps of one pair of
+            # processes would repeat it instead of averaging it out. Which one starts first
+            # alternates.
+            order = tuple(names) if rep % 2 == 0 else tuple(reversed(names))
+            with running(order) as started:
+                def together():
+                    procs = {n: subprocess.Popen(
+                                 measured_argv(started[n], *cell, duration, warmup),
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                             for n in order}
+                    outs = {n: p.communicate(timeout=warmup + duration + 120)[0]
+                            for n, p in procs.items()}
+                    return {n: figures(outs[n], procs[n].returncode) for n in order}
 
-            for rep in range(reps):
                 both, steal, repeats = unstolen(together)
                 row = {"conns": cell[0], "length": cell[1], "depth": cell[2], "rep": rep,
                        "steal": steal, "repeats": repeats, **both}
@@ -571,7 +576,9 @@ def write_report(args, table, syscalls, memory, workers, command, h2h=(),
           "shared virtual machine a server's own figure moves by tens of percent between runs "
           "seconds apart, more than any difference between the servers. Here both run at once "
           "for every rep: each pinned to CPU 0 with its own echod-bench on CPU 1, so whatever "
-          "the host does in that window hits both. The two share the core, so the absolute "
+          "the host does in that window hits both. Every rep starts a fresh pair of server "
+          "processes, in alternating order, so that what one process's memory layout does "
+          "to its caches is averaged over the reps too. The two share the core, so the absolute "
           "figures are not those above; the ratio is the point. Ratios are echod / C per rep, "
           f"median (min-max) over {max(r['rep'] for r in h2h) + 1} reps.\n")
         h2h_medians, cpu_below, p99_below, p99_cells = pair_table(w, h2h, HEAD_TO_HEAD)
