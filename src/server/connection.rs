@@ -16,8 +16,8 @@ use super::listener::{Peer, Stream};
 use super::Shared;
 use crate::config::Mode;
 use crate::framing::FrameDecoder;
-use crate::queue::OutQueue;
-use crate::stats::CloseReason;
+use crate::queue::{ChunkPool, OutQueue};
+use crate::stats::{CloseReason, Stats};
 
 /// Bytes read from one connection per loop turn before the others are served
 /// (redis caps writes at 64 KiB per event for the same reason): one full read
@@ -302,67 +302,37 @@ impl Connection {
     }
 
     /// The steady state in the C server's steps: one read into the loop
-    /// buffer, one write of what it read, nothing else. Handles every
-    /// outcome of the read, so nothing is read twice or lost: `None` hands
-    /// what is left (EOF, an interrupted read) to the general path.
+    /// buffer, one write of what it read, with the same bookkeeping as the
+    /// general path (`recv`, `wrote`, `queue_rest`), so nothing is read
+    /// twice or lost: `None` hands what is left (EOF, WouldBlock, an
+    /// interrupted read, bytes queued) to the general path.
     #[inline(always)]
     fn echo_steady(&mut self, shared: &mut Shared) -> Option<Next> {
-        let n = match self.stream.read(&mut shared.read_buf) {
-            Ok(0) => {
-                self.readable = false;
-                self.on_eof();
-                return None;
-            }
+        let n = match self.recv(&mut shared.read_buf, &mut shared.stats, shared.now) {
+            Ok(0) => return None,
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.readable = false;
-                return Some(Next::Wait);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return None,
             Err(e) => return Some(self.fail(e)),
         };
-        shared.stats.bytes_in += n as u64;
-        self.last_active = shared.now;
-        let filled = n == shared.read_buf.len();
-        if !filled {
-            // Short read: the socket is drained; edge-triggered epoll reports
-            // new data, so the read that would only say WouldBlock is skipped.
-            self.readable = false;
-        }
         let input = &shared.read_buf[..n];
-        match self.stream.write(input) {
-            Ok(w) if w == n => shared.stats.bytes_out += n as u64,
-            result => {
-                // The socket did not take it all: queue the rest and let the
-                // general path flush, pause or read on.
-                let written = match result {
-                    Ok(w) => {
-                        shared.stats.bytes_out += w as u64;
-                        self.writable = false;
-                        w
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.writable = false;
-                        0
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-                    Err(e) => return Some(self.fail(e)),
-                };
-                self.queue.push(&input[written..], &mut shared.pool);
-                self.pause_if_over(shared.queue_limit);
-                return None;
-            }
+        let result = self.stream.write(input);
+        let written = match self.wrote(result, n, &mut shared.stats) {
+            Ok(w) => w,
+            Err(e) => return Some(self.fail(e)),
+        };
+        if written < n {
+            // The socket did not take it all: queue the rest and let the
+            // general path flush, pause or read on.
+            self.queue_rest(&[input], written, &mut shared.pool, shared.queue_limit);
+            return None;
         }
-        // A full buffer: more may be waiting, but its budget (one full read)
-        // is spent, so it is served again after the others.
-        Some(if filled { Next::Again } else { Next::Wait })
-    }
-
-    /// Stops reading while the queue is over `limit` (backpressure).
-    fn pause_if_over(&mut self, limit: usize) {
-        if self.queue.len() > limit {
-            self.paused = true;
-        }
+        // Still readable only after a full buffer: more may be waiting, but
+        // its budget (one full read) is spent, so it is served again after
+        // the others.
+        Some(if self.readable {
+            Next::Again
+        } else {
+            Next::Wait
+        })
     }
 
     /// Outside `Open`: moves the phase on once what is owed is out. Returns
@@ -409,23 +379,37 @@ impl Connection {
     /// Returns the bytes read.
     fn read_once(&mut self, shared: &mut Shared) -> io::Result<usize> {
         let mut buf = std::mem::take(&mut shared.read_buf);
-        let result = self.stream.read(&mut buf);
-        let outcome = match result {
+        let outcome = match self.recv(&mut buf, &mut shared.stats, shared.now) {
+            Ok(0) => Ok(0),
+            Ok(n) => self.on_input(&buf[..n], shared).map(|()| n),
+            Err(e) => Err(e),
+        };
+        shared.read_buf = buf;
+        outcome
+    }
+
+    /// One read into `buf`, and what it says about the socket: readiness,
+    /// the peer's EOF (the phase moves on), the counter and the idle
+    /// timestamp. `Ok(0)` means nothing to act on: EOF, WouldBlock, or an
+    /// interrupted read (still readable, so read again).
+    #[inline(always)]
+    fn recv(&mut self, buf: &mut [u8], stats: &mut Stats, now: Instant) -> io::Result<usize> {
+        match self.stream.read(buf) {
             Ok(0) => {
                 self.readable = false;
                 self.on_eof();
                 Ok(0)
             }
             Ok(n) => {
-                shared.stats.bytes_in += n as u64;
-                self.last_active = shared.now;
+                stats.bytes_in += n as u64;
+                self.last_active = now;
                 if n < buf.len() && !self.read_closed {
                     // Short read: the socket is drained; edge-triggered epoll
                     // reports new data, so the read that would only say
                     // WouldBlock is skipped.
                     self.readable = false;
                 }
-                self.on_input(&buf[..n], shared).map(|()| n)
+                Ok(n)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 self.readable = false;
@@ -433,9 +417,7 @@ impl Connection {
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
             Err(e) => Err(e),
-        };
-        shared.read_buf = buf;
-        outcome
+        }
     }
 
     fn on_eof(&mut self) {
@@ -519,36 +501,56 @@ impl Connection {
                 Some(whole) => self.stream.write(whole),
                 None => self.stream.write_vectored(&parts.map(IoSlice::new)),
             };
-            match result {
-                Ok(n) => {
-                    written = n;
-                    shared.stats.bytes_out += n as u64;
-                    if n == total {
-                        return Ok(());
-                    }
-                    self.writable = false;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+            written = self.wrote(result, total, &mut shared.stats)?;
+            if written == total {
+                return Ok(());
             }
         }
-        self.queue_rest(&parts, written, shared);
+        self.queue_rest(&parts, written, &mut shared.pool, shared.queue_limit);
         Ok(())
     }
 
+    /// What a write of `total` bytes did: counts what went out, and a short
+    /// write or WouldBlock means the socket is full (not writable until the
+    /// next edge). Returns the bytes written (0 after an interrupted write).
+    #[inline(always)]
+    fn wrote(
+        &mut self,
+        result: io::Result<usize>,
+        total: usize,
+        stats: &mut Stats,
+    ) -> io::Result<usize> {
+        match result {
+            Ok(n) => {
+                stats.bytes_out += n as u64;
+                if n < total {
+                    self.writable = false;
+                }
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.writable = false;
+                Ok(0)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Queues `parts` minus their first `skip` bytes (already written);
-    /// pauses reading when the queue goes over the limit.
-    fn queue_rest(&mut self, parts: &[&[u8]], mut skip: usize, shared: &mut Shared) {
+    /// pauses reading when the queue goes over `limit`.
+    fn queue_rest(&mut self, parts: &[&[u8]], mut skip: usize, pool: &mut ChunkPool, limit: usize) {
         for part in parts {
             if skip >= part.len() {
                 skip -= part.len();
                 continue;
             }
-            self.queue.push(&part[skip..], &mut shared.pool);
+            self.queue.push(&part[skip..], pool);
             skip = 0;
         }
-        self.pause_if_over(shared.queue_limit);
+        if self.queue.len() > limit {
+            self.paused = true;
+        }
     }
 
     /// Drains the queue while the socket takes bytes.
