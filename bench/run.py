@@ -208,6 +208,11 @@ def matrix(mode):
     return cells + [(50, l, 16) for l in (64, 512, 4096)]
 
 
+def rotated(names, r):
+    """The servers in round r's order: the list turned by r, so each runs in every position."""
+    return names[r % len(names):] + names[:r % len(names)]
+
+
 def run_matrix(cells, rounds, duration, warmup, names):
     """Per cell: fresh servers, all of them running (idle ones cost nothing), then `rounds`
     rounds of one run each, back to back, in an order that rotates between rounds."""
@@ -216,8 +221,7 @@ def run_matrix(cells, rounds, duration, warmup, names):
     for cell in cells:
         with running(names) as started:
             for r in range(rounds):
-                order = names[r % len(names):] + names[:r % len(names)]
-                for name in order:
+                for name in rotated(names, r):
                     res = measure(started[name], name, *cell, duration, warmup)
                     res["round"] = r
                     results.append(res)
@@ -273,7 +277,7 @@ def syscall_rounds():
     names = list(SYSCALL_SERVERS)
     runs = []
     for r in range(SYSCALL_ROUNDS):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in rotated(names, r):
             run = count_syscalls(name, servers()[name], SYSCALL_SECONDS)
             run["round"] = r
             runs.append(run)

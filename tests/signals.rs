@@ -274,11 +274,10 @@ fn sigterm_cuts_off_a_trickling_reader_as_drain_timeout() {
     let mut s: TcpStream = socket.into();
     s.set_read_timeout(Some(common::WAIT)).unwrap();
     s.set_write_timeout(Some(common::WAIT)).unwrap();
-    let payload = vec![b'p'; 1 << 20];
-    for _ in 0..OWED / payload.len() {
-        s.write_all(format!("{:<10}", payload.len()).as_bytes())
-            .unwrap();
-        s.write_all(&payload).unwrap();
+    const PAYLOAD: usize = 1 << 20;
+    let framed = common::frame(&[b'p'; PAYLOAD]);
+    for _ in 0..OWED / PAYLOAD {
+        s.write_all(&framed).unwrap();
     }
     s.write_all(b"not a len!").unwrap();
     d.wait_for_log("closing: invalid frame header");
