@@ -64,7 +64,9 @@ const ACCEPTS_PER_TURN: usize = 128;
 /// descriptor could not be re-opened (nginx pauses 500 ms; we retry sooner).
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
-/// Timer tick while any connection is draining or the daemon shuts down.
+/// Timer tick while any connection is draining or the daemon shuts down:
+/// drain deadlines are checked once per tick (one pass over the
+/// connections), so a drain closes at most this long after its deadline.
 const DRAIN_TICK: Duration = Duration::from_millis(50);
 
 /// Idle chunks a worker keeps for reuse: 1,024 x 16 KiB = 16 MiB at most.
@@ -186,7 +188,13 @@ pub struct Worker {
     /// Connections open across all workers (shared): counted on admit and
     /// reap only, for an exact `peak_concurrent`.
     open: Arc<OpenConnections>,
+    /// Connections draining, as of the last sweep plus those begun since
+    /// (an upper bound between sweeps: a drain that finished is uncounted
+    /// only by the next sweep).
     draining: usize,
+    /// When the next pass over the connections for drain deadlines is due,
+    /// while anything drains: one pass per [`DRAIN_TICK`], never one per turn.
+    next_drain_sweep: Instant,
     signals: signals::SignalSource,
     /// A spare descriptor, closed to accept-and-shed one connection when
     /// descriptors run out (libev's and nginx's trick).
@@ -259,6 +267,7 @@ impl Worker {
             connections: 0,
             open,
             draining: 0,
+            next_drain_sweep: now,
             signals,
             reserve_fd: File::open("/dev/null").ok(),
             accept_paused: None,
@@ -574,8 +583,8 @@ impl Worker {
         if let Some((t, _)) = &self.accept_paused {
             consider(*t);
         }
-        if self.draining > 0 || self.shared.shutdown_deadline.is_some() {
-            consider(self.shared.now + DRAIN_TICK);
+        if self.drains_pending() {
+            consider(self.next_drain_sweep);
         }
         if let Some(t) = self.shared.shutdown_deadline {
             consider(t);
@@ -596,14 +605,21 @@ impl Worker {
             }
         }
         let idle_due = self.next_idle_sweep.is_some_and(|t| now >= t);
-        if idle_due || self.draining > 0 || self.shared.shutdown_deadline.is_some() {
+        let drains_due = self.drains_pending() && now >= self.next_drain_sweep;
+        if idle_due || drains_due {
             self.sweep(idle_due);
+            self.next_drain_sweep = now + DRAIN_TICK;
         }
         if idle_due {
             if let Some(idle) = self.config.idle_timeout {
                 self.next_idle_sweep = Some(now + idle_tick(idle));
             }
         }
+    }
+
+    /// Whether a drain may be waiting on its deadline (or shutdown is on).
+    fn drains_pending(&self) -> bool {
+        self.draining > 0 || self.shared.shutdown_deadline.is_some()
     }
 
     /// One pass over the connections: expire idle ones, close drains whose
