@@ -328,3 +328,58 @@ fn sigterm_cuts_off_a_trickling_reader_as_drain_timeout() {
         &[("drain_timeout", 1), ("shutdown", 0), ("bad_frame", 0)],
     );
 }
+
+/// The `snapshot:` lines logged so far.
+fn snapshots(d: &Daemon) -> Vec<String> {
+    d.log_lines_with(&["snapshot: "])
+}
+
+/// Waits until the daemon has logged `n` snapshot lines; returns the last.
+fn wait_for_snapshots(d: &Daemon, n: usize) -> String {
+    assert!(
+        common::wait_until(common::WAIT, || snapshots(d).len() >= n),
+        "no snapshot #{n}:\n{}",
+        d.log()
+    );
+    snapshots(d).pop().expect("a snapshot")
+}
+
+/// SIGUSR1 logs one `snapshot:` line (open, draining and queued bytes now,
+/// then the counters so far) and changes nothing: the daemon goes on
+/// serving, a later SIGUSR1 sees the later state, and the exit line is the
+/// usual one. Sent as soon as `listening on` is logged, it must not kill
+/// the daemon (SIGUSR1's default action) however early it lands.
+#[test]
+fn sigusr1_logs_a_snapshot_and_changes_nothing() {
+    let mut d = Daemon::start(&[]);
+    d.signal(libc::SIGUSR1);
+    let first = wait_for_snapshots(&d, 1);
+    assert!(d.is_running(), "{}", d.log());
+    for (key, value) in [("worker", 0), ("open", 0), ("accepted", 0)] {
+        assert_eq!(common::stat(&first, key), value, "{key}: {first}");
+    }
+
+    let mut client = d.connect();
+    common::round_trip(&mut client, b"before\n").unwrap();
+    let slow = SlowReader::start(&d);
+    d.signal(libc::SIGUSR1);
+    let second = wait_for_snapshots(&d, 2);
+    for (key, value) in [("open", 2), ("accepted", 2), ("draining", 0)] {
+        assert_eq!(common::stat(&second, key), value, "{key}: {second}");
+    }
+    // The slow reader's echoes the socket would not take are queued: every
+    // byte read has been either written or queued.
+    let queued = common::stat(&second, "queued_bytes");
+    assert!(queued > 0, "{second}");
+    assert_eq!(
+        common::stat(&second, "bytes_in"),
+        common::stat(&second, "bytes_out") + queued,
+        "{second}"
+    );
+
+    common::round_trip(&mut client, b"after\n").unwrap();
+    drop(slow);
+    let (_, stats) = sigterm_and_stats(&mut d, Duration::from_secs(10));
+    assert_eq!(common::stat(&stats, "accepted"), 2, "{stats}");
+    assert_eq!(snapshots(&d).len(), 2, "{}", d.log());
+}

@@ -1,7 +1,8 @@
 //! `--workers N`: N loops with their own SO_REUSEPORT sockets on one
 //! address (port 0 resolved once), connections spread over them, counters
 //! summed at exit (`peak_concurrent` exact across workers, not a sum), and
-//! an address in use still reported as in use.
+//! an address in use still reported as in use, SIGUSR1 answered by every
+//! worker.
 
 mod common;
 
@@ -59,6 +60,33 @@ fn two_workers_share_one_port_and_sum_their_counters() {
         log.contains("worker 0 stopped") && log.contains("worker 1 stopped"),
         "{log}"
     );
+}
+
+/// SIGUSR1 reaches every worker: one `snapshot:` line each, and the open
+/// connections they report add up to the clients connected.
+#[test]
+fn sigusr1_logs_one_snapshot_per_worker() {
+    let mut d = Daemon::start(&["--workers", "2"]);
+    let mut clients: Vec<_> = (0..6).map(|_| d.connect()).collect();
+    for c in clients.iter_mut() {
+        common::round_trip(c, b"ping").unwrap();
+    }
+    d.signal(libc::SIGUSR1);
+    let lines = || d.log_lines_with(&["snapshot: "]);
+    assert!(
+        common::wait_until(common::WAIT, || lines().len() == 2),
+        "{}",
+        d.log()
+    );
+    let lines = lines();
+    let mut workers: Vec<u64> = lines.iter().map(|l| stat(l, "worker")).collect();
+    workers.sort_unstable();
+    assert_eq!(workers, [0, 1], "{lines:?}");
+    let open: u64 = lines.iter().map(|l| stat(l, "open")).sum();
+    assert_eq!(open, 6, "{lines:?}");
+    drop(clients);
+    let stats = d.stop_and_stats();
+    assert_eq!(stat(&stats, "accepted"), 6, "{stats}");
 }
 
 #[test]

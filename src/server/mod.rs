@@ -219,13 +219,14 @@ fn drive_conn(conn: &mut Connection, shared: &mut Shared) -> (Next, bool) {
 }
 
 impl Worker {
-    /// A worker owning `sockets`; registers them (the only epoll_ctl calls
-    /// besides one per accepted connection). `open` is the count of open
-    /// connections all workers share.
+    /// A worker owning `sockets` and `signals`; registers them (the only
+    /// epoll_ctl calls besides one per accepted connection). `open` is the
+    /// count of open connections all workers share.
     pub fn new(
         id: usize,
         config: Arc<Config>,
         sockets: WorkerSockets,
+        mut signals: signals::SignalSource,
         open: Arc<OpenConnections>,
     ) -> io::Result<Worker> {
         let poll = Poll::new()?;
@@ -244,7 +245,7 @@ impl Worker {
             udp.register(poll.registry(), Token(entry.key()))?;
             entry.insert(Entry::Udp(udp));
         }
-        let signals = signals::SignalSource::new(poll.registry(), SIGNAL_TOKEN)?;
+        signals.register(poll.registry(), SIGNAL_TOKEN)?;
         let now = Instant::now();
         let next_idle_sweep = config.idle_timeout.map(|t| now + idle_tick(t));
         Ok(Worker {
@@ -328,7 +329,11 @@ impl Worker {
     fn dispatch(&mut self, event: &Event) {
         let token = event.token();
         if token == SIGNAL_TOKEN {
-            if self.signals.drain() {
+            let requests = self.signals.drain();
+            if requests.snapshot {
+                self.log_snapshot();
+            }
+            if requests.shutdown {
                 self.begin_shutdown();
             }
             return;
@@ -661,6 +666,23 @@ impl Worker {
         }
     }
 
+    /// SIGUSR1: one `snapshot:` line with this worker's state now (open and
+    /// draining connections, bytes queued, found by one pass over the
+    /// connections) and its counters so far, keyed as in the exit line.
+    fn log_snapshot(&self) {
+        let (mut draining, mut queued) = (0, 0);
+        for (_, entry) in self.entries.iter() {
+            if let Entry::Conn(conn) = entry {
+                draining += usize::from(conn.is_draining());
+                queued += conn.queued();
+            }
+        }
+        info!(
+            "snapshot: worker={} open={} draining={draining} queued_bytes={queued} {}",
+            self.id, self.connections, self.shared.stats
+        );
+    }
+
     /// First SIGINT/SIGTERM: stop accepting and receiving datagrams, and
     /// start draining every connection against one deadline.
     fn begin_shutdown(&mut self) {
@@ -791,6 +813,12 @@ pub fn run(config: Config) -> Result<Stats, ServerError> {
         Err(e) => warn!("cannot raise the descriptor limit: {e}"),
     }
     let config = Arc::new(config);
+    // Before binding: once `listening on` is logged, signals reach the workers.
+    let mut signal_sources = Vec::new();
+    for _ in 0..config.workers {
+        signal_sources
+            .push(signals::SignalSource::new().map_err(|e| ServerError::Io("catch signals", e))?);
+    }
     let mut sockets = bind_all(&config)?;
     let inodes: Vec<(std::path::PathBuf, Option<u64>)> = sockets
         .first()
@@ -806,8 +834,8 @@ pub fn run(config: Config) -> Result<Stats, ServerError> {
         .unwrap_or_default();
     let open = Arc::new(OpenConnections::default());
     let mut workers = Vec::new();
-    for (id, owned) in sockets.drain(..).enumerate() {
-        let worker = Worker::new(id, Arc::clone(&config), owned, Arc::clone(&open))
+    for (id, (owned, signals)) in sockets.drain(..).zip(signal_sources).enumerate() {
+        let worker = Worker::new(id, Arc::clone(&config), owned, signals, Arc::clone(&open))
             .map_err(|e| ServerError::Io("start a worker", e))?;
         workers.push(worker);
     }

@@ -1,16 +1,19 @@
 //! SIGINT/SIGTERM: the first asks every worker to shut down gracefully, the
-//! second ends the process at once with a non-zero status.
+//! second ends the process at once with a non-zero status. SIGUSR1 asks
+//! every worker for a snapshot of its state and counters, and nothing else.
 //!
 //! Each worker owns a [`SignalSource`] (signal-hook-mio's self-pipe) in its
-//! own poll, so no worker has to wake another. The "second signal" rule is
-//! installed once per process with signal-hook's conditional shutdown.
+//! own poll, so no worker has to wake another. The sources exist before any
+//! socket is bound, so a signal sent once `listening on` is logged always
+//! reaches every worker. The "second signal" rule is installed once per
+//! process with signal-hook's conditional shutdown.
 
 use std::io;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use mio::{Interest, Registry, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 
 /// Exit status after a second SIGINT (128 + 2, as shells report it).
@@ -39,26 +42,45 @@ pub fn install_exit_on_second_signal() -> io::Result<()> {
     Ok(())
 }
 
-/// One worker's view of SIGINT/SIGTERM, readable in its poll.
+/// One worker's view of SIGINT, SIGTERM and SIGUSR1, readable in its poll.
 pub struct SignalSource {
     signals: Signals,
 }
 
+/// What the signals read in one [`SignalSource::drain`] ask of a worker.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Requests {
+    /// SIGINT or SIGTERM: shut down gracefully.
+    pub shutdown: bool,
+    /// SIGUSR1: log a snapshot (several SIGUSR1 at once make one).
+    pub snapshot: bool,
+}
+
 impl SignalSource {
-    /// Registers the signal pipe under `token`.
-    pub fn new(registry: &Registry, token: Token) -> io::Result<Self> {
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
-        registry.register(&mut signals, token, Interest::READABLE)?;
-        Ok(SignalSource { signals })
+    /// Starts catching the signals; each one that arrives from now on is
+    /// held in the pipe until [`SignalSource::drain`] reads it.
+    pub fn new() -> io::Result<Self> {
+        Ok(SignalSource {
+            signals: Signals::new([SIGINT, SIGTERM, SIGUSR1])?,
+        })
     }
 
-    /// Reads pending signals; true if a shutdown signal arrived.
-    pub fn drain(&mut self) -> bool {
-        let mut stop = false;
+    /// Registers the signal pipe in a worker's poll under `token`.
+    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        registry.register(&mut self.signals, token, Interest::READABLE)
+    }
+
+    /// Reads pending signals and says what they ask for.
+    pub fn drain(&mut self) -> Requests {
+        let mut requests = Requests::default();
         for signal in self.signals.pending() {
-            log::info!("received signal {signal}");
-            stop |= signal == SIGINT || signal == SIGTERM;
+            if signal == SIGUSR1 {
+                requests.snapshot = true;
+            } else {
+                log::info!("received signal {signal}");
+                requests.shutdown = true;
+            }
         }
-        stop
+        requests
     }
 }
