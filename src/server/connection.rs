@@ -143,6 +143,12 @@ impl Connection {
         matches!(self.phase, Phase::Draining(_))
     }
 
+    /// Whether reading is stopped because more than `--queue-limit` bytes are
+    /// queued (until the queue drains to half of it).
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
     /// When the last byte moved either way.
     pub fn last_active(&self) -> Instant {
         self.last_active

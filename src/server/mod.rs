@@ -666,19 +666,21 @@ impl Worker {
         }
     }
 
-    /// SIGUSR1: one `snapshot:` line with this worker's state now (open and
-    /// draining connections, bytes queued, found by one pass over the
-    /// connections) and its counters so far, keyed as in the exit line.
+    /// SIGUSR1: one `snapshot:` line with this worker's state now (open,
+    /// draining and paused connections, bytes queued, found by one pass over
+    /// the connections) and its counters so far, keyed as in the exit line.
     fn log_snapshot(&self) {
-        let (mut draining, mut queued) = (0, 0);
+        let (mut draining, mut paused, mut queued) = (0, 0, 0);
         for (_, entry) in self.entries.iter() {
             if let Entry::Conn(conn) = entry {
                 draining += usize::from(conn.is_draining());
+                paused += usize::from(conn.is_paused());
                 queued += conn.queued();
             }
         }
         info!(
-            "snapshot: worker={} open={} draining={draining} queued_bytes={queued} {}",
+            "snapshot: worker={} open={} draining={draining} paused={paused} \
+             queued_bytes={queued} {}",
             self.id, self.connections, self.shared.stats
         );
     }
