@@ -16,6 +16,8 @@ echod and the C server under load at the same time. The control (full mode):
 a second copy of the C server, as a fourth server in the matrix and against
 the first head to head, measures how far apart each method puts two
 identical servers on this machine: the resolution of the comparison.
+The timers stage (full mode) counts instructions per message under callgrind
+at a low fixed rate, with and without connections draining.
 """
 
 import argparse
@@ -24,6 +26,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -321,6 +324,90 @@ def count_syscalls(name, argv, duration):
             "per_msg": sum(counts.values()) / msgs}
 
 
+# The timers stage: 2,000 echo connections at a fixed 2,000 msg/s in all, so about one message
+# per loop turn, with the server under callgrind (instruction counts do not depend on the host's
+# noise). echod runs with --idle-timeout 5 (each load connection sends about once a second, so
+# only the idle clients time out), once alone and once while a client opens an idle connection
+# every 100 ms, so that some connection is always draining; the C server (which has no idle
+# timeout) under the same load and idle clients. Draining must cost per tick, never per
+# message: with a pass over every connection per turn, echod measured about 40,000 here.
+TIMER_CONNS, TIMER_RATE, TIMER_MESSAGES, TIMER_IDLE_TIMEOUT = 2000, 2000, 10000, 5
+TIMER_RUNS = (("echod", False), ("echod", True), ("c-epoll", True))
+IDLE_OPENER = """
+import socket, sys, time
+held = []
+while True:
+    held.append(socket.create_connection((sys.argv[1], int(sys.argv[2]))))
+    time.sleep(0.1)
+"""
+
+
+def timer_stage():
+    """Instructions per message for each of TIMER_RUNS; [] (said loudly) without valgrind."""
+    if shutil.which("valgrind") is None:
+        print("WARNING: valgrind missing: the timers stage is SKIPPED", file=sys.stderr,
+              flush=True)
+        return []
+    baselines = {name: timer_baseline(name) for name in dict.fromkeys(n for n, _ in TIMER_RUNS)}
+    runs = [timer_run(name, idle_clients) for name, idle_clients in TIMER_RUNS]
+    for run in runs:
+        run["baseline"] = baselines[run["server"]]
+        run["per_msg"] = (run["instructions"] - run["baseline"]) / run["messages"]
+        print(f"timers {run['server']} idle_clients={run['idle_clients']}: "
+              f"{run['per_msg']:,.0f} instr/msg", file=sys.stderr, flush=True)
+    return runs
+
+
+@contextlib.contextmanager
+def under_callgrind(name, tag, counted):
+    """Server `name` under callgrind (echod with the stage's idle timeout); stopped on the way
+    out, when its whole instruction count is stored in `counted["instructions"]`."""
+    profile = RESULTS / f"callgrind-{name}-{tag}.out"
+    argv = servers()[name] + (["--idle-timeout", str(TIMER_IDLE_TIMEOUT)] if name == "echod"
+                              else [])
+    server = Server(["valgrind", "--tool=callgrind", f"--callgrind-out-file={profile}"] + argv)
+    try:
+        yield server
+    finally:
+        server.stop()
+    counted["instructions"] = int(re.search(r"^summary: (\d+)", profile.read_text(),
+                                            re.M).group(1))
+
+
+def timer_baseline(name):
+    """Instructions of a start and a stop without load, subtracted from the loaded runs."""
+    counted = {}
+    with under_callgrind(name, "baseline", counted):
+        time.sleep(1)
+    return counted["instructions"]
+
+
+def timer_run(name, idle_clients):
+    """The stage's load against `name`, with or without the idle-connection opener."""
+    counted, opener = {}, None
+    with under_callgrind(name, "idle" if idle_clients else "alone", counted) as server:
+        try:
+            if idle_clients:
+                host, port = server.addr.rsplit(":", 1)
+                opener = subprocess.Popen(["taskset", "-c", LOAD_CPU, sys.executable, "-c",
+                                           IDLE_OPENER, host, port])
+                time.sleep(TIMER_IDLE_TIMEOUT + 1)  # the first idle connections drain
+            out = subprocess.run(["taskset", "-c", LOAD_CPU, str(BENCH), server.addr,
+                                  "-c", str(TIMER_CONNS), "-n", str(TIMER_MESSAGES),
+                                  "--rate", str(TIMER_RATE), "--json"],
+                                 capture_output=True, text=True, timeout=300)
+        finally:
+            if opener is not None:
+                opener.kill()
+                opener.wait()
+    if out.returncode != 0:
+        raise RuntimeError(f"timers stage: echod-bench failed against {name} "
+                           f"(exit {out.returncode}): {out.stderr}{out.stdout[-500:]}")
+    return {"server": name, "idle_clients": idle_clients,
+            "messages": json.loads(out.stdout)["messages"],
+            "instructions": counted["instructions"]}
+
+
 def idle_memory(name, argv, conns=10000, hold=6):
     """RSS growth per idle connection; repeated (up to MAX_ATTEMPTS) when the server was not
     seen holding all `conns` (e.g. the host stalled the connects past the hold)."""
@@ -491,7 +578,7 @@ def pair_table(w, rows, pair):
 
 
 def write_report(args, table, syscalls, memory, workers, command, h2h=(),
-                 control=()):
+                 control=(), timers=()):
     out = []
     w = out.append
     w("# Benchmarks: echod beside a C epoll server and tokio\n")
@@ -651,6 +738,21 @@ def write_report(args, table, syscalls, memory, workers, command, h2h=(),
                 w(f"| {cell} | {n} | {med([r['msgs_per_sec'] for r in runs]):,.0f} | "
                   f"{med([r['p99_us'] for r in runs]):.0f} | "
                   f"{med([r['cpu_us_per_msg'] for r in runs]):.3f} |")
+    if timers:
+        w("\n## Timers under load (callgrind)\n")
+        w(f"Each server under callgrind, with {TIMER_CONNS:,} echo connections at a fixed "
+          f"{TIMER_RATE:,} messages/s in all ({TIMER_MESSAGES:,} messages, 64 B), so about one "
+          "message per loop turn. echod runs with "
+          f"`--idle-timeout {TIMER_IDLE_TIMEOUT}`; \"idle clients\" is a client that opens an "
+          "idle connection every 100 ms, so that echod always has some connection timing out "
+          "and draining; the C server has no idle timeout and just holds them. Instructions "
+          "of the whole run, less those of a start and stop without load, per message "
+          "(accepting and closing the connections included).\n")
+        w("| server | idle clients | instructions per message |")
+        w("|---|---|---:|")
+        for run in timers:
+            w(f"| {run['server']} | {'yes' if run['idle_clients'] else 'no'} | "
+              f"{run['per_msg']:,.0f} |")
     return "\n".join(out) + "\n"
 
 
@@ -691,6 +793,7 @@ def main():
                                               raw["workers"])
         h2h = raw.get("head_to_head", [])
         control = raw.get("control", [])
+        timers = raw.get("timers", [])
         args.rounds = 1 + max(r["round"] for r in results)
         args.duration = raw.get("duration", args.duration)
         args.warmup = raw.get("warmup", args.warmup)
@@ -715,7 +818,7 @@ def main():
                                                      args.warmup, names))
         h2h = stage("head-to-head", lambda: head_to_head(cells, args.rounds, args.duration,
                                                          args.warmup))
-        control = syscalls = memory = workers = []
+        control = syscalls = memory = workers = timers = []
         if args.mode == "full":
             control = stage("control", lambda: head_to_head(cells, args.rounds, args.duration,
                                                             args.warmup, CONTROL))
@@ -723,14 +826,15 @@ def main():
             memory = stage("memory", lambda: [idle_memory(n, servers()[n])
                                               for n in ("echod", "c-epoll", "tokio")])
             workers = stage("workers", lambda: workers_figure(3, args.duration, args.warmup))
+            timers = stage("timers", timer_stage)
         raw = {"results": results, "syscalls": syscalls, "memory": memory, "workers": workers,
                "duration": args.duration, "warmup": args.warmup, "head_to_head": h2h,
-               "control": control}
+               "control": control, "timers": timers}
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"{args.mode}.json").write_text(json.dumps(raw, indent=1))
     table = summarize(results)
     report = write_report(args, table, syscalls, memory, workers, command, h2h,
-                          control)
+                          control, timers)
     if args.mode == "full":
         png = ROOT / "docs" / "benchmarks.png"
         if plot(table, png):
