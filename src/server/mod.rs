@@ -287,8 +287,11 @@ impl Worker {
         let mut serving = Vec::new();
         loop {
             let timeout = if self.ready.is_empty() {
+                // From the clock read after the last poll, not a fresh one: a
+                // timer fires at most this turn's work (microseconds) late,
+                // and a turn with a timer armed saves a clock read.
                 self.next_deadline()
-                    .map(|d| d.saturating_duration_since(Instant::now()))
+                    .map(|d| d.saturating_duration_since(self.shared.now))
             } else {
                 Some(Duration::ZERO)
             };
@@ -632,6 +635,9 @@ impl Worker {
     fn sweep(&mut self, check_idle: bool) {
         let now = self.shared.now;
         let idle = self.config.idle_timeout;
+        // Idle for at least the timeout = last active at or before this
+        // instant: one subtraction per sweep, one comparison per connection.
+        let idle_since = idle.and_then(|limit| now.checked_sub(limit));
         let mut to_drive = Vec::new();
         let mut draining = 0;
         for (key, entry) in self.entries.iter_mut() {
@@ -645,8 +651,8 @@ impl Worker {
                     }
                 }
                 connection::Phase::Open | connection::Phase::PeerClosed if check_idle => {
-                    if let Some(limit) = idle {
-                        if now.saturating_duration_since(conn.last_active()) >= limit {
+                    if let (Some(limit), Some(since)) = (idle, idle_since) {
+                        if conn.last_active() <= since {
                             debug!("{}: idle for {limit:?}", conn.peer());
                             conn.begin_draining(
                                 CloseReason::IdleTimeout,
