@@ -417,12 +417,7 @@ impl Connection {
                 }
                 Ok(n)
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.readable = false;
-                Ok(0)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
-            Err(e) => Err(e),
+            Err(e) => not_done(e, &mut self.readable),
         }
     }
 
@@ -534,12 +529,7 @@ impl Connection {
                 }
                 Ok(n)
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.writable = false;
-                Ok(0)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
-            Err(e) => Err(e),
+            Err(e) => not_done(e, &mut self.writable),
         }
     }
 
@@ -610,6 +600,21 @@ impl Connection {
     /// Bytes still owed to the peer.
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+}
+
+/// A read or write that moved nothing: WouldBlock clears `ready` (the socket
+/// waits for its next edge) and, like an interrupted call, counts as 0 bytes;
+/// anything else is the connection's error.
+#[inline(always)]
+fn not_done(e: io::Error, ready: &mut bool) -> io::Result<usize> {
+    match e.kind() {
+        io::ErrorKind::WouldBlock => {
+            *ready = false;
+            Ok(0)
+        }
+        io::ErrorKind::Interrupted => Ok(0),
+        _ => Err(e),
     }
 }
 

@@ -822,11 +822,10 @@ pub fn run(config: Config) -> Result<Stats, ServerError> {
     }
     let config = Arc::new(config);
     // Before binding: once `listening on` is logged, signals reach the workers.
-    let mut signal_sources = Vec::new();
-    for _ in 0..config.workers {
-        signal_sources
-            .push(signals::SignalSource::new().map_err(|e| ServerError::Io("catch signals", e))?);
-    }
+    let signal_sources = (0..config.workers)
+        .map(|_| signals::SignalSource::new())
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(|e| ServerError::Io("catch signals", e))?;
     let mut sockets = bind_all(&config)?;
     let inodes: Vec<(std::path::PathBuf, Option<u64>)> = sockets
         .first()
