@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 use mio::event::Event;
 
+use super::clock::TurnClock;
 use super::listener::{Peer, Stream};
 use super::Shared;
 use crate::config::Mode;
@@ -95,7 +96,8 @@ pub struct Connection {
     phase: Phase,
     /// Framed mode's decoder; `None` in echo mode.
     decoder: Option<FrameDecoder>,
-    /// Last moment a byte moved either way (for `--idle-timeout`).
+    /// Last moment a byte moved either way; kept only with `--idle-timeout`
+    /// (otherwise the moment of accept, never read).
     last_active: Instant,
     readable: bool,
     writable: bool,
@@ -314,7 +316,11 @@ impl Connection {
     /// interrupted read, bytes queued) to the general path.
     #[inline(always)]
     fn echo_steady(&mut self, shared: &mut Shared) -> Option<Next> {
-        let n = match self.recv(&mut shared.read_buf, &mut shared.stats, shared.now) {
+        let n = match self.recv(
+            &mut shared.read_buf,
+            &mut shared.stats,
+            shared.track_idle.then_some(&shared.clock),
+        ) {
             Ok(0) => return None,
             Ok(n) => n,
             Err(e) => return Some(self.fail(e)),
@@ -368,7 +374,7 @@ impl Connection {
                             self.set_phase(Phase::Closed(drain.reason));
                             return Some(Next::Reap(drain.reason));
                         }
-                        let now = shared.now;
+                        let now = shared.clock.now();
                         self.set_phase(Phase::Draining(Drain {
                             until: drain.until.min(now + LINGER_MAX),
                             quiet_until: Some(now + LINGER_QUIET),
@@ -385,7 +391,11 @@ impl Connection {
     /// Returns the bytes read.
     fn read_once(&mut self, shared: &mut Shared) -> io::Result<usize> {
         let mut buf = std::mem::take(&mut shared.read_buf);
-        let outcome = match self.recv(&mut buf, &mut shared.stats, shared.now) {
+        let outcome = match self.recv(
+            &mut buf,
+            &mut shared.stats,
+            shared.track_idle.then_some(&shared.clock),
+        ) {
             Ok(0) => Ok(0),
             Ok(n) => self.on_input(&buf[..n], shared).map(|()| n),
             Err(e) => Err(e),
@@ -395,11 +405,17 @@ impl Connection {
     }
 
     /// One read into `buf`, and what it says about the socket: readiness,
-    /// the peer's EOF (the phase moves on), the counter and the idle
-    /// timestamp. `Ok(0)` means nothing to act on: EOF, WouldBlock, or an
-    /// interrupted read (still readable, so read again).
+    /// the peer's EOF (the phase moves on), the counter and, when idle time
+    /// is tracked (`activity`), the idle timestamp. `Ok(0)` means nothing to
+    /// act on: EOF, WouldBlock, or an interrupted read (still readable, so
+    /// read again).
     #[inline(always)]
-    fn recv(&mut self, buf: &mut [u8], stats: &mut Stats, now: Instant) -> io::Result<usize> {
+    fn recv(
+        &mut self,
+        buf: &mut [u8],
+        stats: &mut Stats,
+        activity: Option<&TurnClock>,
+    ) -> io::Result<usize> {
         match self.stream.read(buf) {
             Ok(0) => {
                 self.readable = false;
@@ -408,7 +424,9 @@ impl Connection {
             }
             Ok(n) => {
                 stats.bytes_in += n as u64;
-                self.last_active = now;
+                if let Some(clock) = activity {
+                    self.last_active = clock.now();
+                }
                 if n < buf.len() && !self.read_closed {
                     // Short read: the socket is drained; edge-triggered epoll
                     // reports new data, so the read that would only say
@@ -448,7 +466,7 @@ impl Connection {
                 // coming after our FIN, the quiet spell starts over.
                 if drain.quiet_until.is_some() {
                     self.set_phase(Phase::Draining(Drain {
-                        quiet_until: Some(shared.now + LINGER_QUIET),
+                        quiet_until: Some(shared.clock.now() + LINGER_QUIET),
                         ..drain
                     }));
                 }
@@ -461,7 +479,7 @@ impl Connection {
             None => {
                 self.send([input], shared)?;
                 if once {
-                    let until = shared.now + DRAIN_LINGER;
+                    let until = shared.clock.now() + DRAIN_LINGER;
                     self.begin_draining(CloseReason::Once, until);
                 }
             }
@@ -472,9 +490,9 @@ impl Connection {
                 shared.stats.frames += decoded.frames;
                 let released = &input[..decoded.released];
                 self.send([decoded.carried.as_slice(), released], shared)?;
-                let until = shared.now + DRAIN_LINGER;
+                let until = shared.clock.now() + DRAIN_LINGER;
                 if let Some(err) = decoded.error {
-                    if shared.bad_frame_log.allow(shared.now) {
+                    if shared.bad_frame_log.allow(shared.clock.now()) {
                         warn!("{}: closing: {err}", self.peer);
                     }
                     self.begin_draining(CloseReason::BadFrame, until);
@@ -555,8 +573,10 @@ impl Connection {
             match self.queue.write_to(&mut self.stream, &mut shared.pool) {
                 Ok((n, all)) => {
                     shared.stats.bytes_out += n as u64;
-                    self.last_active = shared.now;
-                    self.note_progress(shared.now, shared.shutdown_deadline);
+                    if shared.track_idle {
+                        self.last_active = shared.clock.now();
+                    }
+                    self.note_progress(shared.clock.now(), shared.shutdown_deadline);
                     if !all {
                         // A short write means the socket buffer is full; the
                         // next writable edge will say when it has room.

@@ -14,6 +14,7 @@
 //! 4. timers: idle sweep, drain deadlines, accept pause, shutdown deadline;
 //! 5. reap connections that closed during this turn, never mid-batch.
 
+pub mod clock;
 pub mod connection;
 pub mod listener;
 pub mod signals;
@@ -148,8 +149,11 @@ pub struct Shared {
     pub read_buf: Box<[u8]>,
     pub pool: ChunkPool,
     pub stats: Stats,
-    /// The time the current batch of events was polled.
-    pub now: Instant,
+    /// This turn's time, read only if something asks.
+    pub clock: clock::TurnClock,
+    /// `--idle-timeout` is set: connections keep their last activity (else
+    /// the steady echo never needs the time).
+    pub track_idle: bool,
     /// Set on SIGINT/SIGTERM: the moment to give up flushing. No drain's
     /// deadline is pushed past it.
     pub shutdown_deadline: Option<Instant>,
@@ -256,7 +260,8 @@ impl Worker {
                 read_buf: vec![0u8; READ_BUF_SIZE].into_boxed_slice(),
                 pool: ChunkPool::new(POOL_MAX_IDLE),
                 stats: Stats::default(),
-                now,
+                clock: clock::TurnClock::default(),
+                track_idle: config.idle_timeout.is_some(),
                 shutdown_deadline: None,
                 queue_limit: config.queue_limit,
                 once: config.once,
@@ -285,38 +290,41 @@ impl Worker {
     pub fn run(mut self) -> io::Result<Stats> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut serving = Vec::new();
+        let mut next_timer = self.next_deadline();
         loop {
             let timeout = if self.ready.is_empty() {
-                // From the clock read after the last poll, not a fresh one: a
-                // timer fires at most this turn's work (microseconds) late,
-                // and a turn with a timer armed saves a clock read.
-                self.next_deadline()
-                    .map(|d| d.saturating_duration_since(self.shared.now))
+                // From this turn's time (read by the timers that armed it),
+                // not a fresh clock read: a timer fires at most this turn's
+                // work (microseconds) late.
+                next_timer.map(|d| d.saturating_duration_since(self.shared.clock.now()))
             } else {
                 Some(Duration::ZERO)
             };
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            let polled = self.poll.poll(&mut events, timeout);
+            self.shared.clock.start_turn();
+            if let Err(e) = polled {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
-            self.shared.now = Instant::now();
             for event in events.iter() {
                 self.dispatch(event);
             }
-            // The ready list: swap it out so serving may refill it for the next turn.
-            std::mem::swap(&mut self.ready, &mut serving);
-            for key in serving.drain(..) {
-                self.serve(key);
+            if !self.ready.is_empty() {
+                // Swapped out, so serving may refill it for the next turn.
+                std::mem::swap(&mut self.ready, &mut serving);
+                for key in serving.drain(..) {
+                    self.serve(key);
+                }
             }
-            self.run_timers();
+            next_timer = self.run_timers();
             self.reap();
             if let Some(deadline) = self.shared.shutdown_deadline {
                 if self.connections == 0 {
                     break;
                 }
-                if self.shared.now >= deadline {
+                if self.shared.clock.now() >= deadline {
                     self.close_all_at_deadline();
                     break;
                 }
@@ -416,7 +424,7 @@ impl Worker {
                 }
                 Err(e) => {
                     self.shared.stats.accept_errors += 1;
-                    if self.exhausted_log.allow(self.shared.now) {
+                    if self.exhausted_log.allow(self.shared.clock.now()) {
                         error!("accept failed: {e}; pausing accepts");
                     }
                     self.pause_accepting(key);
@@ -447,7 +455,7 @@ impl Worker {
         let go_on = match outcome {
             Ok(()) => {
                 self.shared.stats.rejected_fd_exhausted += 1;
-                if let Some(n) = self.exhausted_log.allow_counting(self.shared.now) {
+                if let Some(n) = self.exhausted_log.allow_counting(self.shared.clock.now()) {
                     warn!(
                         "accept: {cause} ({} connections open); shedding new connections \
                          ({n} similar lines suppressed)",
@@ -470,7 +478,7 @@ impl Worker {
     }
 
     fn pause_accepting(&mut self, key: usize) {
-        let until = self.shared.now + ACCEPT_PAUSE;
+        let until = self.shared.clock.now() + ACCEPT_PAUSE;
         match &mut self.accept_paused {
             Some((_, keys)) => {
                 if !keys.contains(&key) {
@@ -485,7 +493,7 @@ impl Worker {
     fn admit(&mut self, mut stream: listener::Stream, peer: listener::Peer) {
         if self.connections >= self.config.max_connections {
             self.shared.stats.rejected_max_connections += 1;
-            if let Some(n) = self.reject_log.allow_counting(self.shared.now) {
+            if let Some(n) = self.reject_log.allow_counting(self.shared.clock.now()) {
                 warn!(
                     "rejected {peer}: --max-connections {} reached ({n} similar lines suppressed)",
                     self.config.max_connections
@@ -509,7 +517,7 @@ impl Worker {
             peer,
             self.config.mode,
             self.config.max_frame,
-            self.shared.now,
+            self.shared.clock.now(),
         );
         entry.insert(Entry::Conn(conn));
         self.connections += 1;
@@ -526,7 +534,7 @@ impl Worker {
             if self.config.once {
                 conn.begin_draining(
                     CloseReason::Once,
-                    self.shared.now + connection::DRAIN_LINGER,
+                    self.shared.clock.now() + connection::DRAIN_LINGER,
                 );
                 self.draining += 1;
                 self.drive(key);
@@ -600,8 +608,21 @@ impl Worker {
         earliest
     }
 
-    fn run_timers(&mut self) {
-        let now = self.shared.now;
+    /// Fires the timers that are due and returns the next deadline. With
+    /// none armed (no `--idle-timeout`, no accept pause, nothing draining)
+    /// this is a few comparisons and no clock read.
+    fn run_timers(&mut self) -> Option<Instant> {
+        if self.next_idle_sweep.is_none() && self.accept_paused.is_none() && !self.drains_pending()
+        {
+            return None;
+        }
+        self.fire_timers();
+        self.next_deadline()
+    }
+
+    #[inline(never)]
+    fn fire_timers(&mut self) {
+        let now = self.shared.clock.now();
         if let Some((until, _)) = &self.accept_paused {
             if now >= *until {
                 if let Some((_, keys)) = self.accept_paused.take() {
@@ -633,7 +654,7 @@ impl Worker {
     /// One pass over the connections: expire idle ones, close drains whose
     /// deadline passed. Costs O(connections) per tick, never per message.
     fn sweep(&mut self, check_idle: bool) {
-        let now = self.shared.now;
+        let now = self.shared.clock.now();
         let idle = self.config.idle_timeout;
         // Idle for at least the timeout = last active at or before this
         // instant: one subtraction per sweep, one comparison per connection.
@@ -697,7 +718,7 @@ impl Worker {
         if self.shared.shutdown_deadline.is_some() {
             return;
         }
-        let deadline = self.shared.now + self.config.shutdown_timeout;
+        let deadline = self.shared.clock.now() + self.config.shutdown_timeout;
         self.shared.shutdown_deadline = Some(deadline);
         info!(
             "worker {}: shutting down: {} connections to flush (at most {:?})",

@@ -81,7 +81,7 @@ impl UdpEndpoint {
             shared.stats.bytes_in += n as u64;
             if let Err(reason) = check_source(src, own_ports) {
                 shared.stats.udp_dropped[reason as usize] += 1;
-                if let Some(suppressed) = log.allow_counting(shared.now) {
+                if let Some(suppressed) = log.allow_counting(shared.clock.now()) {
                     warn!(
                         "udp {}: dropped datagram from {src}: {} ({suppressed} similar lines suppressed)",
                         self.local,
