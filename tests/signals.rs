@@ -358,6 +358,11 @@ fn sigusr1_logs_a_snapshot_and_changes_nothing() {
     for (key, value) in [("worker", 0), ("open", 0), ("accepted", 0)] {
         assert_eq!(common::stat(&first, key), value, "{key}: {first}");
     }
+    // Nothing woke the loop before the signal, and the turn that logs the
+    // snapshot is counted when it ends.
+    for key in ["loop_turns", "events"] {
+        assert_eq!(common::stat(&first, key), 0, "{key}: {first}");
+    }
 
     let mut client = d.connect();
     common::round_trip(&mut client, b"before\n").unwrap();
@@ -378,6 +383,11 @@ fn sigusr1_logs_a_snapshot_and_changes_nothing() {
         common::stat(&second, "bytes_out") + queued,
         "{second}"
     );
+
+    // Since then: at least the first signal's turn, the accept and the
+    // round trip's read, each an event.
+    assert!(common::stat(&second, "events") >= 3, "{second}");
+    assert!(common::stat(&second, "loop_turns") >= 1, "{second}");
 
     common::round_trip(&mut client, b"after\n").unwrap();
     drop(slow);

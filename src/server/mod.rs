@@ -212,6 +212,11 @@ pub struct Worker {
     /// Every UDP port echod serves (all workers serve the same ones): a
     /// datagram from one of them is another echo service, never answered.
     udp_ports: Vec<u16>,
+    /// Loop turns completed (polls that returned, not counting EINTR), for
+    /// the snapshot: with `events`, how many events a turn handles.
+    loop_turns: u64,
+    /// Events those turns handled (added at the end of each turn).
+    events: u64,
 }
 
 /// Drives `conn`; returns what to do with it next and whether it started
@@ -282,6 +287,8 @@ impl Worker {
             exhausted_log: RateLimit::new(),
             udp_log: RateLimit::new(),
             udp_ports,
+            loop_turns: 0,
+            events: 0,
         })
     }
 
@@ -308,9 +315,13 @@ impl Worker {
                 }
                 return Err(e);
             }
+            let mut handled = 0;
             for event in events.iter() {
+                handled += 1;
                 self.dispatch(event);
             }
+            self.loop_turns += 1;
+            self.events += handled;
             if !self.ready.is_empty() {
                 // Swapped out, so serving may refill it for the next turn.
                 std::mem::swap(&mut self.ready, &mut serving);
@@ -695,7 +706,9 @@ impl Worker {
 
     /// SIGUSR1: one `snapshot:` line with this worker's state now (open,
     /// draining and paused connections, bytes queued, found by one pass over
-    /// the connections) and its counters so far, keyed as in the exit line.
+    /// the connections), its loop turns and events so far (the turn in
+    /// progress not yet counted), and its counters so far, keyed as in the
+    /// exit line.
     fn log_snapshot(&self) {
         let (mut draining, mut paused, mut queued) = (0, 0, 0);
         for (_, entry) in self.entries.iter() {
@@ -707,8 +720,8 @@ impl Worker {
         }
         info!(
             "snapshot: worker={} open={} draining={draining} paused={paused} \
-             queued_bytes={queued} {}",
-            self.id, self.connections, self.shared.stats
+             queued_bytes={queued} loop_turns={} events={} {}",
+            self.id, self.connections, self.loop_turns, self.events, self.shared.stats
         );
     }
 
