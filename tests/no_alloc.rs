@@ -159,8 +159,8 @@ fn steady_state_allocates_nothing() {
     // 512 here (128 MiB in reads of at most 256 KiB), one per queued
     // remainder about 100.
     const QUEUE_LIMIT: usize = 64 * 1024;
-    const ONE_READ: usize = 256 * 1024;
-    let peak_chunks = (QUEUE_LIMIT + ONE_READ) / echod::queue::CHUNK_SIZE + 1;
+    let one_read = echod::server::READ_BUF_SIZE;
+    let peak_chunks = (QUEUE_LIMIT + one_read) / echod::queue::CHUNK_SIZE + 1;
     let growth_bound = peak_chunks + 16;
     let addr = start_in_process(&["--queue-limit", "64KiB"]);
     let big: Vec<u8> = (0..32 << 20).map(|i: u32| (i % 251) as u8).collect();

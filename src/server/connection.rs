@@ -576,7 +576,10 @@ impl Connection {
                     if shared.track_idle {
                         self.last_active = shared.clock.now();
                     }
-                    self.note_progress(shared.clock.now(), shared.shutdown_deadline);
+                    if self.is_draining() {
+                        // Only a drain needs the time: no clock read otherwise.
+                        self.note_progress(shared.clock.now(), shared.shutdown_deadline);
+                    }
                     if !all {
                         // A short write means the socket buffer is full; the
                         // next writable edge will say when it has room.

@@ -55,7 +55,7 @@ const EVENTS_CAPACITY: usize = 1024;
 /// 64 KiB nine reads in ten filled the buffer exactly, so the read after
 /// them only said EAGAIN; 256 KiB never filled and was cheapest. It is one
 /// buffer per worker, and the largest UDP datagram fits whole.
-const READ_BUF_SIZE: usize = 256 * 1024;
+pub const READ_BUF_SIZE: usize = 256 * 1024;
 
 /// Accepts per listener per turn before other work is served (redis caps
 /// accepts per call the same way, so a connection flood cannot stall echoes).
@@ -621,7 +621,9 @@ impl Worker {
 
     /// Fires the timers that are due and returns the next deadline. With
     /// none armed (no `--idle-timeout`, no accept pause, nothing draining)
-    /// this is a few comparisons and no clock read.
+    /// this is a few comparisons and no clock read. The check names the same
+    /// timers as [`Worker::next_deadline`]; asking `next_deadline` instead
+    /// measured 8 instructions more per message at one connection.
     fn run_timers(&mut self) -> Option<Instant> {
         if self.next_idle_sweep.is_none() && self.accept_paused.is_none() && !self.drains_pending()
         {
