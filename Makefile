@@ -7,10 +7,10 @@ ARGS ?=
 all: build
 
 build:
-	$(CARGO) build
+	$(CARGO) build --workspace
 
 release:
-	$(CARGO) build --release
+	$(CARGO) build --workspace --release
 
 ## Start the daemon on the default address (127.0.0.1:12345). Extra flags: make run ARGS="--udp 127.0.0.1:12345"
 run:
@@ -18,9 +18,9 @@ run:
 
 ## Everything the tests need, then all tests (unit, property, integration).
 test: test-deps
-	$(CARGO) build --all-targets
-	$(CARGO) test --all-targets -- --test-threads=4
-	$(CARGO) test --doc
+	$(CARGO) build --workspace --all-targets
+	$(CARGO) test --workspace --all-targets -- --test-threads=4
+	$(CARGO) test --workspace --doc
 
 ## nc and telnet for the real-tool tests; python3 for the seeds' clients.
 test-deps:
@@ -32,7 +32,7 @@ test-deps:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -71,7 +71,7 @@ def sh(cmd, **kw):
 
 def build():
     RESULTS.mkdir(parents=True, exist_ok=True)
-    sh(["cargo", "build", "--release", "--bin", "echod", "--bin", "echod-bench"], cwd=ROOT)
+    sh(["cargo", "build", "--release", "--workspace"], cwd=ROOT)
     sh(["cc", "-O2", "-o", str(C_PEER), str(ROOT / "bench" / "peers" / "c-epoll-echo.c")])
     sh(["cargo", "build", "--release"], cwd=ROOT / "bench" / "peers" / "tokio-echo")
 

@@ -14,7 +14,7 @@ D=${3:-10}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 export CARGO_TARGET_DIR=$TARGET
 
-cargo build --release --quiet --bin echod --bin echod-bench
+cargo build --release --quiet --workspace
 (cd benches/thread_bench && cargo build --release --quiet)
 BIN=$TARGET/release
 TCK=$(getconf CLK_TCK)

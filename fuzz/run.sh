@@ -3,7 +3,7 @@
 # Installs cargo-fuzz first if it is missing. cargo-fuzz needs nightly-only
 # flags (sanitizers); RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them.
 # Crashes land in fuzz/artifacts/decoder/; keep each as a named regression test
-# in src/framing.rs.
+# in crates/echod-common/src/framing.rs.
 set -eu
 cd "$(dirname "$0")"
 if ! cargo fuzz --version >/dev/null 2>&1; then

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use echod_common::flags::{parse_seconds, parse_size};
 
-use crate::addr::Endpoint;
-use crate::framing::{encode_header, MAX_HEADER_VALUE};
+use echod_common::addr::Endpoint;
+use echod_common::framing::{encode_header, MAX_HEADER_VALUE};
 
 /// What a TCP connection does with the bytes it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -180,61 +181,9 @@ impl Config {
     }
 }
 
-/// Parses `1048576`, `64K`, `64KiB`, `1M`, `1MiB`, `1G` (binary multiples).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size (e.g. 65536, 64KiB, 1MiB)"))?;
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("'{text}': unknown size unit (use K, M or G)")),
-    };
-    number
-        .checked_mul(multiplier)
-        .ok_or_else(|| format!("'{text}' is too large"))
-}
-
-/// Parses seconds, fractional allowed (`0.5`, `5`), at most one day.
-pub fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
-    if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
-        return Err(format!("'{text}' must be between 0 and 86400 seconds"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_accept_binary_units() {
-        assert_eq!(parse_size("1048576"), Ok(1 << 20));
-        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
-        assert_eq!(parse_size("1M"), Ok(1 << 20));
-        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
-        assert!(parse_size("12parsecs").is_err());
-        assert!(parse_size("-1").is_err());
-        assert!(parse_size("99999999999999999999G").is_err());
-    }
-
-    #[test]
-    fn seconds_accept_fractions_and_refuse_nonsense() {
-        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_seconds("5"), Ok(Duration::from_secs(5)));
-        assert!(parse_seconds("-1").is_err());
-        assert!(parse_seconds("NaN").is_err());
-        assert!(parse_seconds("1e10").is_err());
-    }
 
     #[test]
     fn defaults_match_the_contract() {

@@ -1,25 +1,27 @@
-//! echod: an echo daemon built on one readiness-based mio poll loop per worker,
-//! with its netcat-like client and its load generator.
+//! echod: an echo daemon built on one readiness-based mio poll loop per
+//! worker. This library is the daemon; `src/main.rs` is only its edge (flags
+//! in, one line and an exit status out), and tests embed the same [`Server`].
 //!
 //! # Layout
-//! - [`addr`]: `host:port` / `[v6]:port` / `unix:/path` parsing, shared by all binaries.
-//! - [`config`]: command-line flags to a validated [`config::Config`]; no I/O.
-//! - [`queue`]: the per-connection outbound queue of pooled chunks; pure.
-//! - [`framing`]: the 10-byte length-header decoder; pure, property-tested, fuzzed.
-//! - [`stats`]: counters, close reasons and the exit summary.
-//! - [`server`]: the daemon: workers, the event loop, listeners, connections, UDP.
-//! - [`sys`]: the few libc calls std and mio lack (rlimits, errno classes).
-//! - [`cli`]: one-line usage errors and shared flag parsers for the binaries.
-//! - [`client`]: `echod-client`, netcat for echod.
-//! - [`mod@bench`]: `echod-bench`, the verifying load generator.
+//! - `config`: command-line flags to a validated [`Config`]; no I/O.
+//! - `server`: binding ([`Server::bind`]), the workers, their event loop,
+//!   accept policy, timers, shutdown.
+//! - `connection`: one stream connection: its states, its outbound queue.
+//! - `udp`: datagram echo and the reflection guard.
+//! - `stats`: counters, close reasons and the exit summary.
+//! - `sys`: the errno class std lacks.
+//!
+//! What the client and the load generator share with the daemon (addresses,
+//! the frame codec, exit codes, flag parsers, the stream type) is in the
+//! `echod-common` crate.
 
-pub mod addr;
-pub mod bench;
-pub mod cli;
-pub mod client;
-pub mod config;
-pub mod framing;
-pub mod queue;
-pub mod server;
-pub mod stats;
-pub mod sys;
+mod config;
+mod queue;
+mod server;
+mod stats;
+mod sys;
+
+pub use config::{Args, Config, ConfigError, Mode};
+pub use queue::CHUNK_SIZE;
+pub use server::{run, signals::install_exit_on_second_signal, ServerError, READ_BUF_SIZE};
+pub use stats::Stats;

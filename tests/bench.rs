@@ -16,7 +16,7 @@ use serde_json::Value;
 /// Runs echod-bench with `args` (plus `--json`), bounded by `limit`, and
 /// returns its exit status and parsed report.
 fn bench(args: &[&str], limit: Duration) -> (ExitStatus, Value, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_echod-bench"));
+    let mut cmd = Command::new(common::tool("echod-bench"));
     cmd.args(args).arg("--json");
     let out = common::run_bounded(&mut cmd, Some(Vec::new()), limit);
     let (status, stdout, stderr) = (out.status, String::from_utf8_lossy(&out.stdout), out.stderr);
@@ -285,7 +285,7 @@ fn server_pid_reports_the_servers_cpu_over_the_measured_window_only() {
 
 #[test]
 fn server_pid_of_no_process_is_a_usage_error() {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_echod-bench"));
+    let mut cmd = Command::new(common::tool("echod-bench"));
     cmd.args(["127.0.0.1:9", "--server-pid", "2147483646"]);
     let out = common::run_bounded(&mut cmd, None, Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(2));

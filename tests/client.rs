@@ -23,7 +23,7 @@ fn client(args: &[&str], input: Vec<u8>) -> Output {
 
 /// As [`client`]; `None` keeps stdin open (no EOF) for the whole run.
 fn client_with_stdin(args: &[&str], input: Option<Vec<u8>>, limit: Duration) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_echod-client"));
+    let mut cmd = Command::new(common::tool("echod-client"));
     cmd.args(args);
     common::run_bounded(&mut cmd, input, limit)
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
-use echod::config::{Args, Config};
+use echod::{Args, Config};
 
 struct Counting;
 
@@ -46,7 +46,7 @@ fn start_in_process(extra: &[&str]) -> std::net::SocketAddr {
     let mut argv = vec!["echod", "--listen", &listen];
     argv.extend_from_slice(extra);
     let config = Config::from_args(Args::parse_from(argv)).unwrap();
-    std::thread::spawn(move || echod::server::run(config));
+    std::thread::spawn(move || echod::run(config));
     let addr = listen.parse().unwrap();
     for _ in 0..200 {
         if TcpStream::connect(addr).is_ok() {
@@ -159,8 +159,8 @@ fn steady_state_allocates_nothing() {
     // 512 here (128 MiB in reads of at most 256 KiB), one per queued
     // remainder about 100.
     const QUEUE_LIMIT: usize = 64 * 1024;
-    let one_read = echod::server::READ_BUF_SIZE;
-    let peak_chunks = (QUEUE_LIMIT + one_read) / echod::queue::CHUNK_SIZE + 1;
+    let one_read = echod::READ_BUF_SIZE;
+    let peak_chunks = (QUEUE_LIMIT + one_read) / echod::CHUNK_SIZE + 1;
     let growth_bound = peak_chunks + 16;
     let addr = start_in_process(&["--queue-limit", "64KiB"]);
     let big: Vec<u8> = (0..32 << 20).map(|i: u32| (i % 251) as u8).collect();

@@ -1,4 +1,4 @@
-//! Fuzz target for `echod::framing::FrameDecoder`.
+//! Fuzz target for `echod_common::framing::FrameDecoder`.
 //!
 //! The first bytes of the input choose `max_frame`, the split points and the
 //! per-call frame limits; the rest is the stream. The stream is decoded in one
@@ -8,7 +8,7 @@
 //! be a prefix of the stream; and nothing may panic.
 #![no_main]
 
-use echod::framing::{FrameDecoder, FrameError};
+use echod_common::framing::{FrameDecoder, FrameError};
 use libfuzzer_sys::fuzz_target;
 
 /// What a run of the decoder over the whole stream produced.

@@ -16,9 +16,9 @@ use super::clock::TurnClock;
 use super::listener::{Peer, Stream};
 use super::Shared;
 use crate::config::Mode;
-use crate::framing::FrameDecoder;
 use crate::queue::{ChunkPool, OutQueue};
 use crate::stats::{CloseReason, Stats};
+use echod_common::framing::FrameDecoder;
 
 /// Bytes read from one connection per loop turn before the others are served
 /// (redis caps writes at 64 KiB per event for the same reason): one full read
@@ -123,11 +123,6 @@ impl Connection {
             read_closed: false,
             paused: false,
         }
-    }
-
-    /// The socket, for registration with the poll.
-    pub fn stream_mut(&mut self) -> &mut Stream {
-        &mut self.stream
     }
 
     /// Who is on the other end.

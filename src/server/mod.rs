@@ -33,11 +33,11 @@ use mio::event::Event;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::addr::Endpoint;
 use crate::config::Config;
 use crate::queue::ChunkPool;
 use crate::stats::{CloseReason, OpenConnections, Stats};
 use connection::{Connection, Next};
+use echod_common::addr::Endpoint;
 use listener::{BindError, Listener};
 use udp::UdpEndpoint;
 
@@ -427,7 +427,7 @@ impl Worker {
                 Err(e) if crate::sys::is_transient_accept_error(&e) => {
                     self.shared.stats.accept_errors += 1;
                 }
-                Err(e) if crate::sys::is_resource_exhaustion(&e) => {
+                Err(e) if echod_common::sys::is_resource_exhaustion(&e) => {
                     self.shared.stats.accept_errors += 1;
                     if !self.shed_one(key, &e) {
                         return;
@@ -852,7 +852,7 @@ fn bind_all(config: &Config) -> Result<Vec<WorkerSockets>, ServerError> {
 /// returns the merged counters. Signals must already be set up
 /// ([`signals::install_exit_on_second_signal`]).
 pub fn run(config: Config) -> Result<Stats, ServerError> {
-    match crate::sys::raise_fd_limit() {
+    match echod_common::sys::raise_fd_limit() {
         Ok(limit) => debug!("descriptor limit: {limit}"),
         Err(e) => warn!("cannot raise the descriptor limit: {e}"),
     }

@@ -16,11 +16,6 @@ use mio::{Interest, Registry, Token};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 
-/// Exit status after a second SIGINT (128 + 2, as shells report it).
-pub const SECOND_SIGINT_STATUS: i32 = 130;
-/// Exit status after a second SIGTERM (128 + 15).
-pub const SECOND_SIGTERM_STATUS: i32 = 143;
-
 /// Makes a second SIGINT or SIGTERM exit the process immediately. Call once,
 /// before starting workers.
 pub fn install_exit_on_second_signal() -> io::Result<()> {
@@ -29,12 +24,12 @@ pub fn install_exit_on_second_signal() -> io::Result<()> {
     // handler sets it, so the first signal only sets it.
     signal_hook::flag::register_conditional_shutdown(
         SIGINT,
-        SECOND_SIGINT_STATUS,
+        echod_common::exit::SECOND_SIGINT,
         Arc::clone(&seen),
     )?;
     signal_hook::flag::register_conditional_shutdown(
         SIGTERM,
-        SECOND_SIGTERM_STATUS,
+        echod_common::exit::SECOND_SIGTERM,
         Arc::clone(&seen),
     )?;
     signal_hook::flag::register(SIGINT, Arc::clone(&seen))?;

@@ -647,3 +647,23 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
+
+/// The path of a workspace binary other than the daemon (`echod-client`,
+/// `echod-bench`): cargo gives integration tests only their own package's
+/// binaries, so the tools are found beside this test's own profile folder
+/// (`target/<profile>/deps/<test>` -> `target/<profile>/<name>`). `make test`
+/// builds the whole workspace first.
+pub fn tool(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace` (make test does)",
+        path.display()
+    );
+    path
+}

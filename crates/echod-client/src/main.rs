@@ -1,11 +1,12 @@
-//! `echod-client`: flags -> [`echod::client::run`] -> exit status.
+//! `echod-client`: flags -> [`echod_client::run`] -> exit status.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use echod::addr::Endpoint;
-use echod::client::{self, exit, ClientConfig};
+use echod_client::{self as client, ClientConfig};
+use echod_common::addr::Endpoint;
+use echod_common::exit;
 
 const EXIT_HELP: &str = "\
 Modes:
@@ -33,7 +34,7 @@ Exit status:
 struct Args {
     /// Bytes per socket read (the seeds' recv() buffer); every byte is still delivered
     #[arg(long, value_name = "N", default_value_t = client::DEFAULT_RECV_SIZE,
-          value_parser = echod::cli::positive)]
+          value_parser = echod_common::flags::positive)]
     recv_size: usize,
 
     /// Send each stdin line as one frame; print each received payload as a line
@@ -46,7 +47,7 @@ struct Args {
 
     /// Seconds (fractions allowed) for connect and idle; for UDP also the wait
     /// for replies after stdin EOF (default 2)
-    #[arg(long, value_name = "SECS", value_parser = echod::cli::positive_seconds)]
+    #[arg(long, value_name = "SECS", value_parser = echod_common::flags::positive_seconds)]
     timeout: Option<Duration>,
 
     #[arg(
@@ -57,7 +58,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args: Args = match echod::cli::parse_args("echod-client") {
+    let args: Args = match echod_common::flags::parse_args("echod-client") {
         Ok(args) => args,
         Err(code) => return code,
     };

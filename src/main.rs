@@ -2,14 +2,11 @@
 
 use std::process::ExitCode;
 
-use echod::config::{Args, Config};
-
-use echod::cli::EXIT_USAGE;
-/// Runtime failure: address in use, bind refused, loop error.
-const EXIT_FAILURE: u8 = 1;
+use echod::{Args, Config};
+use echod_common::exit;
 
 fn main() -> ExitCode {
-    let args: Args = match echod::cli::parse_args("echod") {
+    let args: Args = match echod_common::flags::parse_args("echod") {
         Ok(args) => args,
         Err(code) => return code,
     };
@@ -20,21 +17,21 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("echod: {e}");
-            return ExitCode::from(EXIT_USAGE);
+            return ExitCode::from(exit::USAGE);
         }
     };
-    if let Err(e) = echod::server::signals::install_exit_on_second_signal() {
+    if let Err(e) = echod::install_exit_on_second_signal() {
         eprintln!("echod: cannot install signal handlers: {e}");
-        return ExitCode::from(EXIT_FAILURE);
+        return ExitCode::from(exit::FAILURE);
     }
-    match echod::server::run(config) {
+    match echod::run(config) {
         Ok(stats) => {
             log::info!("stats: {stats}");
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("echod: {e}");
-            ExitCode::from(EXIT_FAILURE)
+            ExitCode::from(exit::FAILURE)
         }
     }
 }

@@ -42,34 +42,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::addr::Endpoint;
-use crate::framing::{encode_header, FrameDecoder, FrameError, HEADER_LEN};
-
-/// Exit statuses shared by `echod-client` and `echod-bench` (documented in
-/// both `--help` texts and in docs/LOADTEST.md).
-pub mod exit {
-    /// Everything was delivered and verified.
-    pub const OK: u8 = 0;
-    /// Any other failure: local I/O errors; for echod-bench, corrupted or
-    /// short echoes.
-    pub const FAILURE: u8 = 1;
-    /// A bad flag or address (clap's own usage errors use 2 as well).
-    pub const USAGE: u8 = 2;
-    /// The connection was refused (nothing listening there).
-    pub const REFUSED: u8 = 3;
-    /// The connection was reset by the peer.
-    pub const RESET: u8 = 4;
-    /// A connect, idle or reply timeout expired.
-    pub const TIMEOUT: u8 = 5;
-    /// The server broke the framed protocol (`--framed`).
-    pub const PROTOCOL: u8 = 6;
-}
+use echod_common::addr::Endpoint;
+use echod_common::exit;
+use echod_common::framing::{encode_header, FrameDecoder, FrameError, HEADER_LEN};
+use echod_common::UDP_MAX_PAYLOAD;
 
 /// The seeds' `recv(1024)`.
 pub const DEFAULT_RECV_SIZE: usize = 1024;
-
-/// The largest UDP payload over IPv4 (65,535 − 8 UDP − 20 IP header bytes).
-pub const UDP_MAX_PAYLOAD: usize = 65_507;
 
 /// How long `--udp` waits for outstanding replies after stdin EOF, unless
 /// `--timeout` says otherwise.
@@ -319,82 +298,35 @@ impl Activity {
     }
 }
 
-/// A connected stream socket of either family.
-enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
+/// A connected stream socket of either family, blocking.
+type Stream = echod_common::stream::StdStream;
 
-impl Stream {
-    fn connect(endpoint: &Endpoint, timeout: Option<Duration>) -> Result<Stream, ClientError> {
-        let result = match endpoint {
-            Endpoint::Inet(addr) => {
-                let tcp = match timeout {
-                    Some(t) => TcpStream::connect_timeout(addr, t),
-                    None => TcpStream::connect(addr),
-                };
-                // Interactive use: a typed line should leave at once.
-                tcp.inspect(|s| {
-                    let _ = s.set_nodelay(true);
-                })
-                .map(Stream::Tcp)
+/// Connects to `endpoint`, within `timeout` if one is given.
+fn connect(endpoint: &Endpoint, timeout: Option<Duration>) -> Result<Stream, ClientError> {
+    let result = match endpoint {
+        Endpoint::Inet(addr) => {
+            let tcp = match timeout {
+                Some(t) => TcpStream::connect_timeout(addr, t),
+                None => TcpStream::connect(addr),
+            };
+            // Interactive use: a typed line should leave at once.
+            tcp.inspect(|s| {
+                let _ = s.set_nodelay(true);
+            })
+            .map(Stream::Tcp)
+        }
+        Endpoint::Unix(path) => UnixStream::connect(path).map(Stream::Unix),
+    };
+    result.map_err(|e| match (e.kind(), timeout) {
+        (io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock, Some(after)) => {
+            ClientError::Timeout {
+                endpoint: endpoint.clone(),
+                kind: TimeoutKind::Connect,
+                after,
             }
-            Endpoint::Unix(path) => UnixStream::connect(path).map(Stream::Unix),
-        };
-        result.map_err(|e| match (e.kind(), timeout) {
-            (io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock, Some(after)) => {
-                ClientError::Timeout {
-                    endpoint: endpoint.clone(),
-                    kind: TimeoutKind::Connect,
-                    after,
-                }
-            }
-            _ => ClientError::from_io("cannot connect to", endpoint, e),
-        })
-    }
-
-    fn try_clone(&self) -> io::Result<Stream> {
-        Ok(match self {
-            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
-            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
-        })
-    }
-
-    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.shutdown(how),
-            Stream::Unix(s) => s.shutdown(how),
         }
-    }
-
-    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.set_read_timeout(t),
-            Stream::Unix(s) => s.set_read_timeout(t),
-        }
-    }
-}
-
-impl Read for &Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => (&*s).read(buf),
-            Stream::Unix(s) => (&*s).read(buf),
-        }
-    }
-}
-
-impl Write for &Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => (&*s).write(buf),
-            Stream::Unix(s) => (&*s).write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+        _ => ClientError::from_io("cannot connect to", endpoint, e),
+    })
 }
 
 /// Why the stdin thread stopped early.
@@ -544,7 +476,7 @@ where
     W: Write,
 {
     let ep = &cfg.endpoint;
-    let sock = Stream::connect(ep, cfg.timeout)?;
+    let sock = connect(ep, cfg.timeout)?;
     let writer_sock = sock
         .try_clone()
         .map_err(|e| ClientError::from_io("cannot use socket for", ep, e))?;

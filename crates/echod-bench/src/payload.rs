@@ -23,7 +23,7 @@ pub const ID_LEN: usize = 16;
 const PATTERN_SHIFTS: usize = 251;
 
 /// The framed protocol's header length.
-const FRAME_HEADER: usize = crate::framing::HEADER_LEN;
+const FRAME_HEADER: usize = echod_common::framing::HEADER_LEN;
 
 /// The message layout for one run; read-only once built, shared by threads.
 ///
@@ -40,7 +40,7 @@ impl Payload {
     /// A layout for `length`-byte payloads, framed (10-byte header) or not.
     pub fn new(length: usize, framed: bool) -> Self {
         let prefix = if framed {
-            crate::framing::encode_header(length as u64)
+            echod_common::framing::encode_header(length as u64)
                 .expect("-l is validated to at most 64 MiB: eight digits")
                 .to_vec()
         } else {
@@ -61,11 +61,6 @@ impl Payload {
             prefix,
             pattern,
         }
-    }
-
-    /// Payload bytes per message (the `-l` flag).
-    pub fn length(&self) -> usize {
-        self.length
     }
 
     /// Bytes per message on the wire: prefix plus payload.

@@ -43,8 +43,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::report::WorkerResult;
 use super::schedule::{Schedule, TimerFd};
 use super::{BenchConfig, Limit, Shared};
-use crate::addr::Endpoint;
-use crate::bench::payload::Payload;
+use crate::payload::Payload;
+use echod_common::addr::Endpoint;
 
 /// A connect still pending after this long counts as a timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

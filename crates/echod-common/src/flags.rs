@@ -7,9 +7,6 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::Parser;
 
-/// Exit status for a bad flag, value or address, in every binary.
-pub const EXIT_USAGE: u8 = 2;
-
 /// Parses the process arguments. `--help`/`--version` print and exit 0;
 /// any other clap error becomes one line on stderr (clap's own message
 /// spans several lines with usage and hints) and exit status 2.
@@ -20,7 +17,7 @@ pub fn parse_args<P: Parser>(program: &str) -> Result<P, ExitCode> {
             return ExitCode::SUCCESS;
         }
         eprintln!("{program}: {} (see {program} --help)", first_line(&e));
-        ExitCode::from(EXIT_USAGE)
+        ExitCode::from(crate::exit::USAGE)
     })
 }
 
@@ -43,15 +40,67 @@ pub fn positive(s: &str) -> Result<usize, String> {
 
 /// Seconds, fractions allowed, more than 0 and at most one day.
 pub fn positive_seconds(s: &str) -> Result<Duration, String> {
-    match crate::config::parse_seconds(s)? {
+    match parse_seconds(s)? {
         d if d.is_zero() => Err(format!("'{s}' must be more than 0 seconds")),
         d => Ok(d),
     }
 }
 
+/// Parses `1048576`, `64K`, `64KiB`, `1M`, `1MiB`, `1G` (binary multiples).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size (e.g. 65536, 64KiB, 1MiB)"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("'{text}': unknown size unit (use K, M or G)")),
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+/// Parses seconds, fractional allowed (`0.5`, `5`), at most one day.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("'{text}' must be between 0 and 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_accept_binary_units() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert!(parse_size("12parsecs").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn seconds_accept_fractions_and_refuse_nonsense() {
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_seconds("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("NaN").is_err());
+        assert!(parse_seconds("1e10").is_err());
+    }
 
     #[test]
     fn positive_numbers_and_seconds() {

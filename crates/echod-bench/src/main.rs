@@ -1,4 +1,4 @@
-//! `echod-bench`: flags -> [`echod::bench::run`] -> summary and exit status.
+//! `echod-bench`: flags -> [`echod_bench::run`] -> summary and exit status.
 
 use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use echod::addr::Endpoint;
-use echod::bench::{self, BenchConfig, Limit};
-use echod::client::exit;
+use echod_bench::{self as bench, BenchConfig, Limit};
+use echod_common::addr::Endpoint;
+use echod_common::exit;
 
 const AFTER_HELP: &str = "\
 Every echoed byte is verified: each message carries its connection id and
@@ -39,16 +39,16 @@ struct Args {
 
     /// Concurrent connections (UDP: sockets)
     #[arg(short = 'c', long = "connections", value_name = "CONNECTIONS",
-          default_value_t = bench::DEFAULT_CONNECTIONS, value_parser = echod::cli::positive)]
+          default_value_t = bench::DEFAULT_CONNECTIONS, value_parser = echod_common::flags::positive)]
     connections: usize,
 
     /// Payload bytes per message
     #[arg(short = 'l', long = "length", value_name = "LENGTH",
-          default_value_t = bench::DEFAULT_LENGTH, value_parser = echod::cli::positive)]
+          default_value_t = bench::DEFAULT_LENGTH, value_parser = echod_common::flags::positive)]
     length: usize,
 
     /// Seconds to measure, fractions allowed [default: 10 unless -n]
-    #[arg(short = 'd', long = "duration", value_name = "SECONDS", value_parser = echod::cli::positive_seconds,
+    #[arg(short = 'd', long = "duration", value_name = "SECONDS", value_parser = echod_common::flags::positive_seconds,
           conflicts_with = "messages")]
     duration: Option<Duration>,
 
@@ -57,7 +57,7 @@ struct Args {
     messages: Option<u64>,
 
     /// Messages in flight per connection (closed loop)
-    #[arg(long, value_name = "K", default_value_t = 1, value_parser = echod::cli::positive)]
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = echod_common::flags::positive)]
     pipeline: usize,
 
     /// Open loop: total messages per second, latency from intended send times
@@ -65,7 +65,7 @@ struct Args {
     rate: Option<f64>,
 
     /// Seconds of traffic before measuring starts
-    #[arg(long, value_name = "SECONDS", value_parser = echod::config::parse_seconds)]
+    #[arg(long, value_name = "SECONDS", value_parser = echod_common::flags::parse_seconds)]
     warmup: Option<Duration>,
 
     /// Local address to connect from; repeat to spread connections round-robin
@@ -73,7 +73,7 @@ struct Args {
     source_ip: Vec<IpAddr>,
 
     /// Worker threads, each with its own poll loop and share of the connections
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = echod::cli::positive)]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = echod_common::flags::positive)]
     threads: usize,
 
     /// Speak the 10-byte length-header protocol (echod --mode framed)
@@ -99,15 +99,18 @@ struct Args {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let args: Args = match echod::cli::parse_args("echod-bench") {
+    let args: Args = match echod_common::flags::parse_args("echod-bench") {
         Ok(args) => args,
         Err(code) => return code,
     };
 
     // First SIGINT/SIGTERM: stop sending, drain, report. Second: exit at once.
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop));
+    for (sig, status) in [
+        (signal_hook::consts::SIGINT, exit::SECOND_SIGINT),
+        (signal_hook::consts::SIGTERM, exit::SECOND_SIGTERM),
+    ] {
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, status, Arc::clone(&stop));
         let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
     }
 

@@ -6,7 +6,7 @@ use std::fmt;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::client::exit;
+use echod_common::exit;
 
 /// Latency histogram bounds: 1 ns to one hour, 3 significant digits.
 const HIST_MAX_NS: u64 = 3_600_000_000_000;

@@ -26,9 +26,10 @@
 //!   only if there was none and every connection was established.
 //!   UDP loss (no reply within 1 s) is reported, not an error.
 
-pub mod payload;
-pub mod report;
-pub mod schedule;
+mod cpu_clock;
+mod payload;
+mod report;
+mod schedule;
 mod worker;
 
 use std::fmt;
@@ -38,9 +39,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::addr::Endpoint;
-use crate::client::exit;
-use crate::sys::ProcessCpuClock;
+use cpu_clock::ProcessCpuClock;
+use echod_common::addr::Endpoint;
+use echod_common::exit;
+use echod_common::UDP_MAX_PAYLOAD;
 
 pub use report::{ErrorCounts, Latency, Report};
 
@@ -54,8 +56,6 @@ pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 /// the usual listen backlogs (Linux `somaxconn` is 4096), so a burst of
 /// connects is not dropped by the server's accept queue.
 pub const MAX_CONNECTING: usize = 512;
-/// The largest UDP payload over IPv4.
-pub const UDP_MAX_PAYLOAD: usize = 65_507;
 /// The largest `-l`: messages are buffered whole on the sending side.
 pub const MAX_LENGTH: usize = 64 << 20;
 
@@ -262,26 +262,6 @@ pub(crate) struct Shared {
     pub started: OnceLock<Instant>,
 }
 
-/// Raises the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.
-pub fn raise_nofile_limit() -> io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid rlimit to fill in.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: as above; raising the soft limit up to the hard one is allowed.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(lim.rlim_cur)
-}
-
 /// Splits `total` into `parts` shares differing by at most one.
 fn share(total: u64, parts: usize, index: usize) -> u64 {
     let parts = parts as u64;
@@ -293,7 +273,7 @@ fn share(total: u64, parts: usize, index: usize) -> u64 {
 /// drained, and the report covers what was measured.
 pub fn run(cfg: &BenchConfig, stop: Arc<AtomicBool>) -> Result<Report, BenchError> {
     cfg.validate()?;
-    match raise_nofile_limit() {
+    match echod_common::sys::raise_fd_limit() {
         Ok(limit) if limit < cfg.connections as u64 + 64 => log::warn!(
             "-c {} needs about {} file descriptors but the limit is {limit}: \
              connections beyond it will fail (raise the hard limit: ulimit -Hn)",

@@ -456,11 +456,6 @@ impl FrameDecoder {
         self.frames
     }
 
-    /// The largest payload length a header may announce.
-    pub fn max_frame(&self) -> u64 {
-        self.max_frame
-    }
-
     /// The sticky error, if the stream was found invalid.
     pub fn error(&self) -> Option<FrameError> {
         match self.state {
