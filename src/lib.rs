@@ -15,13 +15,16 @@
 //! the frame codec, exit codes, flag parsers, the stream type) is in the
 //! `echod-common` crate.
 
+mod clock;
 mod config;
-mod queue;
+mod connection;
 mod server;
+mod shared;
 mod stats;
 mod sys;
+mod udp;
 
 pub use config::{Args, Config, ConfigError, Mode};
-pub use queue::CHUNK_SIZE;
+pub use connection::queue::CHUNK_SIZE;
 pub use server::{run, signals::install_exit_on_second_signal, ServerError, READ_BUF_SIZE};
 pub use stats::Stats;

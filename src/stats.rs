@@ -127,7 +127,7 @@ pub struct Stats {
     pub frames: u64,
     pub datagrams_in: u64,
     pub datagrams_out: u64,
-    /// UDP datagrams refused by the reflection guard, indexed like `udp_guard::DropReason::ALL`.
+    /// UDP datagrams refused by the reflection guard, indexed like [`DropReason::ALL`].
     pub udp_dropped: [u64; 5],
     /// UDP replies dropped because the socket would block.
     pub udp_reply_dropped: u64,
@@ -180,10 +180,50 @@ impl Stats {
     }
 }
 
+/// Why a datagram was dropped instead of echoed.
+///
+/// When several apply, `udp::guard::check_source` reports the first in the order of
+/// [`DropReason::ALL`]. Invariant: `reason as usize` is the reason's index in
+/// [`DropReason::ALL`], so counters may be an array indexed that way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Source port below 1024 (port 0 included): a well-known service.
+    PrivilegedPort,
+    /// Source port equal to one of echod's own UDP ports.
+    OwnPort,
+    /// Source address `0.0.0.0` or `::`.
+    Unspecified,
+    /// Source address is multicast (`224.0.0.0/4` or `ff00::/8`).
+    Multicast,
+    /// Source address is `255.255.255.255`.
+    Broadcast,
+}
+
+impl DropReason {
+    /// Every reason, in the order `udp::guard::check_source` tests them (for counters).
+    pub const ALL: [DropReason; 5] = [
+        DropReason::PrivilegedPort,
+        DropReason::OwnPort,
+        DropReason::Unspecified,
+        DropReason::Multicast,
+        DropReason::Broadcast,
+    ];
+
+    /// A stable `snake_case` name for logs and the stats summary.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::PrivilegedPort => "privileged_port",
+            DropReason::OwnPort => "own_port",
+            DropReason::Unspecified => "unspecified_source",
+            DropReason::Multicast => "multicast_source",
+            DropReason::Broadcast => "broadcast_source",
+        }
+    }
+}
+
 /// The exit summary: one line of `key=value` pairs, stable for scripts.
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use crate::server::udp_guard::DropReason;
         write!(
             f,
             "accepted={} rejected={} rejected_max_connections={} rejected_fd_exhausted={} \

@@ -257,21 +257,6 @@ pub fn bind_udp(addr: SocketAddr, reuse_port: bool) -> Result<UdpSocket, BindErr
     Ok(UdpSocket::from_std(socket.into()))
 }
 
-/// Who is on the other end, for logs. Unix peers are anonymous.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Peer {
-    Inet(SocketAddr),
-    Unix,
-}
-
-impl fmt::Display for Peer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Peer::Inet(addr) => write!(f, "{addr}"),
-            Peer::Unix => f.write_str("unix peer"),
-        }
-    }
-}
-
 /// An accepted connection: TCP or unix, the same to everything above it.
 pub type Stream = echod_common::stream::MioStream;
+pub use crate::connection::Peer;

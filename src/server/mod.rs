@@ -14,12 +14,8 @@
 //! 4. timers: idle sweep, drain deadlines, accept pause, shutdown deadline;
 //! 5. reap connections that closed during this turn, never mid-batch.
 
-pub mod clock;
-pub mod connection;
 pub mod listener;
 pub mod signals;
-pub mod udp;
-pub mod udp_guard;
 
 use std::fmt;
 use std::fs::File;
@@ -33,13 +29,15 @@ use mio::event::Event;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::clock;
 use crate::config::Config;
-use crate::queue::ChunkPool;
+use crate::connection::queue::ChunkPool;
+use crate::connection::{self, Connection, Next};
+use crate::shared::{RateLimit, Shared};
 use crate::stats::{CloseReason, OpenConnections, Stats};
-use connection::{Connection, Next};
+use crate::udp::UdpEndpoint;
 use echod_common::addr::Endpoint;
 use listener::{BindError, Listener};
-use udp::UdpEndpoint;
 
 /// The signal pipe's token, above any slab key.
 const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
@@ -73,9 +71,6 @@ const DRAIN_TICK: Duration = Duration::from_millis(50);
 /// Idle chunks a worker keeps for reuse: 1,024 x 16 KiB = 16 MiB at most.
 const POOL_MAX_IDLE: usize = 1024;
 
-/// Warn lines of one kind per second at most; the rest are counted.
-const WARN_INTERVAL: Duration = Duration::from_secs(1);
-
 /// What a failed start-up means to the user.
 #[derive(Debug)]
 pub enum ServerError {
@@ -98,68 +93,6 @@ impl From<BindError> for ServerError {
     fn from(e: BindError) -> Self {
         ServerError::Bind(e)
     }
-}
-
-/// Lets one warn line through per interval and counts the rest, so a flood
-/// of rejections cannot flood the log.
-#[derive(Debug)]
-pub struct RateLimit {
-    next: Option<Instant>,
-    suppressed: u64,
-}
-
-impl RateLimit {
-    /// A limiter that lets the first line through.
-    pub const fn new() -> Self {
-        RateLimit {
-            next: None,
-            suppressed: 0,
-        }
-    }
-
-    /// `Some(n)` if a line may be logged now (`n` lines were suppressed since
-    /// the last one), `None` if this one is suppressed.
-    pub fn allow_counting(&mut self, now: Instant) -> Option<u64> {
-        if self.next.is_some_and(|next| now < next) {
-            self.suppressed += 1;
-            return None;
-        }
-        self.next = Some(now + WARN_INTERVAL);
-        Some(std::mem::take(&mut self.suppressed))
-    }
-
-    /// Whether a line may be logged now.
-    pub fn allow(&mut self, now: Instant) -> bool {
-        self.allow_counting(now).is_some()
-    }
-}
-
-impl Default for RateLimit {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// What every connection of a worker shares: the read buffer, the chunk
-/// pool, the counters and the loop's clock. Kept apart from the slab so a
-/// connection can borrow both.
-#[derive(Debug)]
-pub struct Shared {
-    /// The loop's one read buffer (taken and put back around each read).
-    pub read_buf: Box<[u8]>,
-    pub pool: ChunkPool,
-    pub stats: Stats,
-    /// This turn's time, read only if something asks.
-    pub clock: clock::TurnClock,
-    /// `--idle-timeout` is set: connections keep their last activity (else
-    /// the steady echo never needs the time).
-    pub track_idle: bool,
-    /// Set on SIGINT/SIGTERM: the moment to give up flushing. No drain's
-    /// deadline is pushed past it.
-    pub shutdown_deadline: Option<Instant>,
-    pub queue_limit: usize,
-    pub once: bool,
-    pub bad_frame_log: RateLimit,
 }
 
 /// What a slab slot holds.
@@ -936,15 +869,5 @@ mod tests {
             std::mem::size_of::<Connection>()
         );
         assert!(slot <= 256, "slab slot grew to {slot} bytes");
-    }
-
-    #[test]
-    fn rate_limit_lets_one_line_per_interval_and_counts_the_rest() {
-        let mut limit = RateLimit::new();
-        let t0 = Instant::now();
-        assert_eq!(limit.allow_counting(t0), Some(0));
-        assert_eq!(limit.allow_counting(t0), None);
-        assert_eq!(limit.allow_counting(t0 + Duration::from_millis(10)), None);
-        assert_eq!(limit.allow_counting(t0 + WARN_INTERVAL), Some(2));
     }
 }

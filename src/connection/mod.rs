@@ -6,19 +6,23 @@
 //! remembers `readable`/`writable` until a read or write proves otherwise.
 //! Only `Connection::set_phase` changes the phase.
 
+use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use mio::event::Event;
 
-use super::clock::TurnClock;
-use super::listener::{Peer, Stream};
-use super::Shared;
+pub mod queue;
+
+use crate::clock::TurnClock;
 use crate::config::Mode;
-use crate::queue::{ChunkPool, OutQueue};
+use crate::shared::Shared;
 use crate::stats::{CloseReason, Stats};
 use echod_common::framing::FrameDecoder;
+use echod_common::stream::MioStream as Stream;
+use queue::{ChunkPool, OutQueue};
 
 /// Bytes read from one connection per loop turn before the others are served
 /// (redis caps writes at 64 KiB per event for the same reason): one full read
@@ -38,6 +42,22 @@ pub const LINGER_QUIET: Duration = Duration::from_millis(500);
 /// After our FIN: close at the latest this long later, even if the peer keeps
 /// sending (nginx's `lingering_time`).
 pub const LINGER_MAX: Duration = Duration::from_secs(2);
+
+/// Who is on the other end, for logs. Unix peers are anonymous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    Inet(SocketAddr),
+    Unix,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Inet(addr) => write!(f, "{addr}"),
+            Peer::Unix => f.write_str("unix peer"),
+        }
+    }
+}
 
 /// The bookkeeping of a connection we are ending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! UDP echo on the same loop: every datagram goes back to its sender, unless
-//! the reflection guard ([`super::udp_guard`]) refuses the source.
+//! the reflection guard ([`guard`]) refuses the source.
 //!
 //! A reply that would block is dropped and counted, never queued: UDP
 //! promises nothing, and an unbounded reply queue is how a flood becomes an
@@ -13,8 +13,10 @@ use mio::event::Event;
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
 
-use super::udp_guard::check_source;
-use super::{RateLimit, Shared};
+mod guard;
+
+use crate::shared::{RateLimit, Shared};
+use guard::check_source;
 
 /// Datagrams served per socket per turn before other work gets a go.
 pub const DATAGRAMS_PER_TURN: usize = 64;

@@ -27,50 +27,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::stats::DropReason;
+
 /// Source ports below this are privileged (the well-known services); a
 /// datagram from one is never answered.
 const FIRST_UNPRIVILEGED_PORT: u16 = 1024;
-
-/// Why a datagram was dropped instead of echoed.
-///
-/// When several apply, [`check_source`] reports the first in the order of
-/// [`DropReason::ALL`]. Invariant: `reason as usize` is the reason's index in
-/// [`DropReason::ALL`], so counters may be an array indexed that way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
-    /// Source port below 1024 (port 0 included): a well-known service.
-    PrivilegedPort,
-    /// Source port equal to one of echod's own UDP ports.
-    OwnPort,
-    /// Source address `0.0.0.0` or `::`.
-    Unspecified,
-    /// Source address is multicast (`224.0.0.0/4` or `ff00::/8`).
-    Multicast,
-    /// Source address is `255.255.255.255`.
-    Broadcast,
-}
-
-impl DropReason {
-    /// Every reason, in the order [`check_source`] tests them (for counters).
-    pub const ALL: [DropReason; 5] = [
-        DropReason::PrivilegedPort,
-        DropReason::OwnPort,
-        DropReason::Unspecified,
-        DropReason::Multicast,
-        DropReason::Broadcast,
-    ];
-
-    /// A stable `snake_case` name for logs and the stats summary.
-    pub fn name(self) -> &'static str {
-        match self {
-            DropReason::PrivilegedPort => "privileged_port",
-            DropReason::OwnPort => "own_port",
-            DropReason::Unspecified => "unspecified_source",
-            DropReason::Multicast => "multicast_source",
-            DropReason::Broadcast => "broadcast_source",
-        }
-    }
-}
 
 /// Decides whether echod may answer a datagram from `src`.
 ///
