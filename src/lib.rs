@@ -26,5 +26,7 @@ mod udp;
 
 pub use config::{Args, Config, ConfigError, Mode};
 pub use connection::queue::CHUNK_SIZE;
-pub use server::{run, signals::install_exit_on_second_signal, ServerError, READ_BUF_SIZE};
+pub use server::{
+    signals::install_exit_on_second_signal, Server, ServerError, ShutdownHandle, READ_BUF_SIZE,
+};
 pub use stats::Stats;

@@ -24,7 +24,14 @@ fn main() -> ExitCode {
         eprintln!("echod: cannot install signal handlers: {e}");
         return ExitCode::from(exit::FAILURE);
     }
-    match echod::run(config) {
+    let server = match echod::Server::bind(&config) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("echod: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    match server.run() {
         Ok(stats) => {
             log::info!("stats: {stats}");
             ExitCode::SUCCESS

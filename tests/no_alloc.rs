@@ -6,7 +6,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -35,26 +35,38 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// Starts the daemon's loop on a thread of this process; returns its address.
-fn start_in_process(extra: &[&str]) -> std::net::SocketAddr {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut argv = vec!["echod", "--listen", &listen];
+/// A daemon whose loop runs on a thread of this process, stopped through its
+/// shutdown handle when dropped.
+struct InProcess {
+    addr: std::net::SocketAddr,
+    stop: echod::ShutdownHandle,
+    thread: Option<std::thread::JoinHandle<Result<echod::Stats, echod::ServerError>>>,
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.stop.shutdown();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Binds the daemon on port 0 in this process (the bound address comes
+/// from the server itself: no port is freed and bound again) and runs its
+/// loop on a thread.
+fn start_in_process(extra: &[&str]) -> InProcess {
+    let mut argv = vec!["echod", "--listen", "127.0.0.1:0"];
     argv.extend_from_slice(extra);
     let config = Config::from_args(Args::parse_from(argv)).unwrap();
-    std::thread::spawn(move || echod::run(config));
-    let addr = listen.parse().unwrap();
-    for _ in 0..200 {
-        if TcpStream::connect(addr).is_ok() {
-            return addr;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("in-process echod did not start");
+    let server = echod::Server::bind(&config).unwrap();
+    let addr = match server.listen_addrs() {
+        [echod_common::addr::Endpoint::Inet(addr)] => *addr,
+        other => panic!("one TCP address expected, got {other:?}"),
+    };
+    let stop = server.shutdown_handle();
+    let thread = Some(std::thread::spawn(move || server.run()));
+    InProcess { addr, stop, thread }
 }
 
 fn client(addr: std::net::SocketAddr) -> TcpStream {
@@ -132,7 +144,8 @@ fn stream_through(c: &mut TcpStream, out: &[u8], back: &mut [u8]) {
 #[test]
 fn steady_state_allocates_nothing() {
     // Echo mode, small messages: read, write straight back.
-    let addr = start_in_process(&[]);
+    let daemon = start_in_process(&[]);
+    let addr = daemon.addr;
     let mut clients: Vec<TcpStream> = (0..8).map(|_| client(addr)).collect();
     let msg = [0x5au8; 512];
     let mut back = [0u8; 512];
@@ -162,7 +175,8 @@ fn steady_state_allocates_nothing() {
     let one_read = echod::READ_BUF_SIZE;
     let peak_chunks = (QUEUE_LIMIT + one_read) / echod::CHUNK_SIZE + 1;
     let growth_bound = peak_chunks + 16;
-    let addr = start_in_process(&["--queue-limit", "64KiB"]);
+    let daemon = start_in_process(&["--queue-limit", "64KiB"]);
+    let addr = daemon.addr;
     let big: Vec<u8> = (0..32 << 20).map(|i: u32| (i % 251) as u8).collect();
     let mut big_back = vec![0u8; big.len()];
     let mut tight = tight_client(addr);
@@ -180,7 +194,8 @@ fn steady_state_allocates_nothing() {
     );
 
     // Framed mode: header + payload through the decoder.
-    let addr = start_in_process(&["--mode", "framed"]);
+    let daemon = start_in_process(&["--mode", "framed"]);
+    let addr = daemon.addr;
     let mut clients: Vec<TcpStream> = (0..4).map(|_| client(addr)).collect();
     let mut msg = b"100       ".to_vec();
     msg.extend_from_slice(&[b'x'; 100]);

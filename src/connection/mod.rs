@@ -102,8 +102,9 @@ pub enum Next {
     Wait,
     /// Still readable after its budget: serve again before the next blocking poll.
     Again,
-    /// Closed: reap after the batch.
-    Reap(CloseReason),
+    /// Closed: reap after the batch (the reason is the connection's own,
+    /// [`Connection::closed_reason`]).
+    Reap,
 }
 
 /// A connection's whole state. Small on purpose: an idle one costs this
@@ -151,8 +152,17 @@ impl Connection {
     }
 
     /// The current phase.
+    #[cfg(test)]
     pub fn phase(&self) -> Phase {
         self.phase
+    }
+
+    /// Why it closed, once it has.
+    pub fn closed_reason(&self) -> Option<CloseReason> {
+        match self.phase {
+            Phase::Closed(reason) => Some(reason),
+            _ => None,
+        }
     }
 
     /// Whether the connection is being ended by us (needs deadline checks).
@@ -369,17 +379,17 @@ impl Connection {
     fn settle_phase(&mut self, shared: &Shared) -> Option<Next> {
         match self.phase {
             Phase::Open => None,
-            Phase::Closed(reason) => Some(Next::Reap(reason)),
+            Phase::Closed(_) => Some(Next::Reap),
             Phase::PeerClosed if self.queue.is_empty() => {
                 self.set_phase(Phase::Closed(CloseReason::PeerClosed));
-                Some(Next::Reap(CloseReason::PeerClosed))
+                Some(Next::Reap)
             }
             Phase::PeerClosed => Some(Next::Wait),
             Phase::Draining(drain) => {
                 if self.queue.is_empty() {
                     if drain.peer_eof {
                         self.set_phase(Phase::Closed(drain.reason));
-                        return Some(Next::Reap(drain.reason));
+                        return Some(Next::Reap);
                     }
                     if drain.quiet_until.is_none() {
                         // Owed bytes are out: FIN, then drain input so our
@@ -387,7 +397,7 @@ impl Connection {
                         // echoes.
                         if self.stream.shutdown_write().is_err() {
                             self.set_phase(Phase::Closed(drain.reason));
-                            return Some(Next::Reap(drain.reason));
+                            return Some(Next::Reap);
                         }
                         let now = shared.clock.now();
                         self.set_phase(Phase::Draining(Drain {
@@ -627,7 +637,7 @@ impl Connection {
     fn fail(&mut self, e: io::Error) -> Next {
         debug!("{}: {e}", self.peer);
         self.force_close(CloseReason::Error);
-        Next::Reap(CloseReason::Error)
+        Next::Reap
     }
 
     /// Returns queued chunks to the pool before the connection is dropped.

@@ -1,0 +1,141 @@
+//! The binding seam: every socket a server serves enters here, bound from
+//! the addresses of the configuration and shared out to the workers (a TCP
+//! or UDP address bound once per worker with SO_REUSEPORT, a unix listener
+//! duplicated). Sockets inherited from a service manager will enter here too.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use log::info;
+
+use super::listener::{self, Listener};
+use super::ServerError;
+use crate::config::Config;
+use crate::udp::UdpEndpoint;
+use echod_common::addr::Endpoint;
+
+/// The sockets one worker owns before its loop starts.
+#[derive(Debug, Default)]
+pub(super) struct WorkerSockets {
+    pub listeners: Vec<Listener>,
+    pub udp: Vec<UdpEndpoint>,
+}
+
+/// Everything bound for a server.
+#[derive(Debug)]
+pub(super) struct Bound {
+    /// One set per worker.
+    pub workers: Vec<WorkerSockets>,
+    /// The stream addresses served (port 0 resolved), in flag order.
+    pub listen: Vec<Endpoint>,
+    /// The UDP addresses served (port 0 resolved), in flag order.
+    pub udp: Vec<SocketAddr>,
+    /// The unix socket files created, removed when this is dropped.
+    pub unix_files: Vec<UnixSocketFile>,
+}
+
+/// A unix socket file this server created. Dropping it removes the file if
+/// it is still the one we bound (same inode): never a file another process
+/// has put there since. It drops on every way out: a bind that fails after
+/// it, a server that never runs, and the end of a run.
+#[derive(Debug)]
+pub(super) struct UnixSocketFile {
+    path: PathBuf,
+    inode: Option<u64>,
+}
+
+impl UnixSocketFile {
+    fn new(path: &Path, inode: Option<u64>) -> Self {
+        UnixSocketFile {
+            path: path.to_path_buf(),
+            inode,
+        }
+    }
+}
+
+impl Drop for UnixSocketFile {
+    fn drop(&mut self) {
+        let current = std::fs::metadata(&self.path).map(|m| m.ino()).ok();
+        if self.inode.is_some() && current == self.inode {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Binds every socket of `config` for every worker. Port 0 is resolved once
+/// (worker 0's probe) and shared, so all workers serve the same port.
+pub(super) fn bind_all(config: &Config) -> Result<Bound, ServerError> {
+    let workers = config.workers;
+    let reuse_port = workers > 1;
+    let mut bound = Bound {
+        workers: (0..workers).map(|_| WorkerSockets::default()).collect(),
+        listen: Vec::new(),
+        udp: Vec::new(),
+        unix_files: Vec::new(),
+    };
+    let sockets = &mut bound.workers;
+    for endpoint in &config.listen {
+        match endpoint {
+            Endpoint::Inet(addr) => {
+                let addr = if reuse_port {
+                    listener::probe_inet(*addr, false)?
+                } else {
+                    *addr
+                };
+                let first = Listener::bind_tcp(addr, reuse_port)?;
+                let resolved = first
+                    .endpoint()
+                    .map_err(|e| ServerError::Io("read address", e))?;
+                let Endpoint::Inet(resolved) = resolved else {
+                    unreachable!("a TCP listener has an inet address")
+                };
+                sockets[0].listeners.push(first);
+                for worker in sockets.iter_mut().skip(1) {
+                    worker.listeners.push(Listener::bind_tcp(resolved, true)?);
+                }
+                info!("listening on {resolved} (tcp)");
+                bound.listen.push(Endpoint::Inet(resolved));
+            }
+            Endpoint::Unix(path) => {
+                let first = Listener::bind_unix(path)?;
+                // From here on, every way out of this function or the
+                // server removes the file (if it is still ours).
+                bound
+                    .unix_files
+                    .push(UnixSocketFile::new(path, first.socket_inode()));
+                for worker in sockets.iter_mut().skip(1) {
+                    let clone = first
+                        .try_clone_unix()
+                        .map_err(|e| ServerError::Io("share the unix listener", e))?;
+                    worker.listeners.extend(clone);
+                }
+                sockets[0].listeners.push(first);
+                info!("listening on unix:{} (unix)", path.display());
+                bound.listen.push(endpoint.clone());
+            }
+        }
+    }
+    for endpoint in &config.udp {
+        let Endpoint::Inet(addr) = endpoint else {
+            continue; // Config::from_args refuses unix paths for --udp
+        };
+        let addr: SocketAddr = if reuse_port {
+            listener::probe_inet(*addr, true)?
+        } else {
+            *addr
+        };
+        let first = listener::bind_udp(addr, reuse_port)?;
+        let resolved = first
+            .local_addr()
+            .map_err(|e| ServerError::Io("read address", e))?;
+        sockets[0].udp.push(UdpEndpoint::new(first, resolved));
+        for worker in sockets.iter_mut().skip(1) {
+            let s = listener::bind_udp(resolved, true)?;
+            worker.udp.push(UdpEndpoint::new(s, resolved));
+        }
+        info!("listening on {resolved} (udp)");
+        bound.udp.push(resolved);
+    }
+    Ok(bound)
+}

@@ -1,0 +1,167 @@
+//! Accept policy: a cap per turn, shedding when descriptors run out (the
+//! reserve descriptor), pausing when even that fails, and `--max-connections`.
+
+use std::fs::File;
+use std::io;
+use std::time::Duration;
+
+use log::{debug, error, warn};
+use mio::{Interest, Token};
+
+use super::{Entry, Worker};
+use crate::connection::{Connection, Next, Peer, DRAIN_LINGER};
+use crate::stats::CloseReason;
+use echod_common::stream::MioStream as Stream;
+
+/// Accepts per listener per turn before other work is served (redis caps
+/// accepts per call the same way, so a connection flood cannot stall echoes).
+const ACCEPTS_PER_TURN: usize = 128;
+
+/// How long accepting stops when descriptors run out and the reserve
+/// descriptor could not be re-opened (nginx pauses 500 ms; we retry sooner).
+pub(super) const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+impl Worker {
+    /// Accepts up to [`ACCEPTS_PER_TURN`] connections from one listener.
+    pub(super) fn accept(&mut self, key: usize) {
+        if self.shared.shutdown_deadline.is_some() {
+            return;
+        }
+        if let Some((_, paused)) = &mut self.accept_paused {
+            if !paused.contains(&key) {
+                paused.push(key);
+            }
+            return;
+        }
+        for _ in 0..ACCEPTS_PER_TURN {
+            let Some(Entry::Listener(listener)) = self.entries.get(key) else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if crate::sys::is_transient_accept_error(&e) => {
+                    self.shared.stats.accept_errors += 1;
+                }
+                Err(e) if echod_common::sys::is_resource_exhaustion(&e) => {
+                    self.shared.stats.accept_errors += 1;
+                    if !self.shed_one(key, &e) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    self.shared.stats.accept_errors += 1;
+                    if self.exhausted_log.allow(self.shared.clock.now()) {
+                        error!("accept failed: {e}; pausing accepts");
+                    }
+                    self.pause_accepting(key);
+                    return;
+                }
+            }
+        }
+        self.ready.push(key); // cap reached: more may be pending
+    }
+
+    /// Out of descriptors: close the reserve descriptor, accept one pending
+    /// connection and close it at once (the client sees EOF instead of
+    /// hanging), then take the reserve back. Returns whether accepting may
+    /// go on. Linux reports EMFILE even when nothing is pending, so a
+    /// WouldBlock here just means the backlog is empty: the next connection
+    /// brings a new edge. Accepting pauses only if the reserve cannot be had.
+    fn shed_one(&mut self, key: usize, cause: &io::Error) -> bool {
+        let Some(reserve) = self.reserve_fd.take() else {
+            self.pause_accepting(key);
+            return false;
+        };
+        drop(reserve);
+        let outcome = match self.entries.get(key) {
+            Some(Entry::Listener(listener)) => listener.accept().map(|_| ()),
+            _ => Err(io::ErrorKind::WouldBlock.into()),
+        };
+        self.reserve_fd = File::open("/dev/null").ok();
+        let go_on = match outcome {
+            Ok(()) => {
+                self.shared.stats.rejected_fd_exhausted += 1;
+                if let Some(n) = self.exhausted_log.allow_counting(self.shared.clock.now()) {
+                    warn!(
+                        "accept: {cause} ({} connections open); shedding new connections \
+                         ({n} similar lines suppressed)",
+                        self.connections
+                    );
+                }
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(_) => {
+                self.pause_accepting(key);
+                false
+            }
+        };
+        if self.reserve_fd.is_none() {
+            self.pause_accepting(key);
+            return false;
+        }
+        go_on
+    }
+
+    fn pause_accepting(&mut self, key: usize) {
+        let until = self.shared.clock.now() + ACCEPT_PAUSE;
+        match &mut self.accept_paused {
+            Some((_, keys)) => {
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+            None => self.accept_paused = Some((until, vec![key])),
+        }
+    }
+
+    /// Registers an accepted stream, or sheds it when this worker is full.
+    fn admit(&mut self, mut stream: Stream, peer: Peer) {
+        if self.connections >= self.config.max_connections {
+            self.shared.stats.rejected_max_connections += 1;
+            if let Some(n) = self.reject_log.allow_counting(self.shared.clock.now()) {
+                warn!(
+                    "rejected {peer}: --max-connections {} reached ({n} similar lines suppressed)",
+                    self.config.max_connections
+                );
+            }
+            return; // dropping the stream closes it
+        }
+        let _ = stream.set_nodelay();
+        let entry = self.entries.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            warn!("cannot register {peer}: {e}");
+            return;
+        }
+        let conn = Connection::new(
+            stream,
+            peer,
+            self.config.mode,
+            self.config.max_frame,
+            self.shared.clock.now(),
+        );
+        entry.insert(Entry::Conn(conn));
+        self.connections += 1;
+        self.shared.stats.opened(self.open.opened());
+        debug!("open {peer} (token {key})");
+        if let Some(banner) = self.config.banner.clone() {
+            let Some(Entry::Conn(conn)) = self.entries.get_mut(key) else {
+                return;
+            };
+            if let Next::Reap = conn.send_banner(&banner, &mut self.shared) {
+                self.doomed.push(key);
+                return;
+            }
+            if self.config.once {
+                let until = self.shared.clock.now() + DRAIN_LINGER;
+                self.end_connection(key, CloseReason::Once, until);
+            }
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! What the signals ask of a worker: a graceful shutdown (SIGINT, SIGTERM or
+//! a [`crate::ShutdownHandle`]) and a snapshot line (SIGUSR1).
+
+use log::{debug, info};
+
+use super::{Entry, Worker};
+use crate::stats::CloseReason;
+
+impl Worker {
+    /// SIGUSR1: one `snapshot:` line with this worker's state now (open,
+    /// draining and paused connections, bytes queued, found by one pass over
+    /// the connections), its loop turns and events so far (the turn in
+    /// progress not yet counted), and its counters so far, keyed as in the
+    /// exit line.
+    pub(super) fn log_snapshot(&self) {
+        let (mut paused, mut queued) = (0, 0);
+        for (_, entry) in self.entries.iter() {
+            if let Entry::Conn(conn) = entry {
+                paused += usize::from(conn.is_paused());
+                queued += conn.queued();
+            }
+        }
+        let draining = self.draining;
+        info!(
+            "snapshot: worker={} open={} draining={draining} paused={paused} \
+             queued_bytes={queued} loop_turns={} events={} {}",
+            self.id, self.connections, self.loop_turns, self.events, self.shared.stats
+        );
+    }
+
+    /// First SIGINT/SIGTERM: stop accepting and receiving datagrams, and
+    /// start draining every connection against one deadline.
+    pub(super) fn begin_shutdown(&mut self) {
+        if self.shared.shutdown_deadline.is_some() {
+            return;
+        }
+        let deadline = self.shared.clock.now() + self.config.shutdown_timeout;
+        self.shared.shutdown_deadline = Some(deadline);
+        info!(
+            "worker {}: shutting down: {} connections to flush (at most {:?})",
+            self.id, self.connections, self.config.shutdown_timeout
+        );
+        let keys: Vec<usize> = self.entries.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            match self.entries.get_mut(key) {
+                Some(Entry::Listener(_)) | Some(Entry::Udp(_)) => {
+                    // Dropping the socket closes it: no more accepts or datagrams.
+                    self.entries.remove(key);
+                }
+                Some(Entry::Conn(_)) => {
+                    self.end_connection(key, CloseReason::Shutdown, deadline);
+                }
+                None => {}
+            }
+        }
+        self.accept_paused = None;
+    }
+
+    /// The shutdown deadline has passed: closes every connection left, each
+    /// counted as if its drain had reached its own deadline (`drain_timeout`,
+    /// or `idle_timeout` for an idle drain), exactly as the sweep counts it.
+    /// Every drain's deadline is at or before the shutdown deadline, so the
+    /// sweep earlier in the same turn has normally closed them all already.
+    pub(super) fn close_all_at_deadline(&mut self) {
+        for (key, entry) in self.entries.iter_mut() {
+            if let Entry::Conn(conn) = entry {
+                if conn.queued() > 0 {
+                    debug!(
+                        "{}: {} bytes unsent at shutdown",
+                        conn.peer(),
+                        conn.queued()
+                    );
+                }
+                conn.close_at_deadline();
+                self.doomed.push(key);
+            }
+        }
+        self.draining = 0;
+        self.reap();
+    }
+}
