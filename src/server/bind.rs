@@ -3,13 +3,14 @@
 //! or UDP address bound once per worker with SO_REUSEPORT, a unix listener
 //! duplicated). Sockets inherited from a service manager will enter here too.
 
+use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use log::info;
 
-use super::listener::{self, Listener};
+use super::listener::{self, BindError, Listener};
 use super::ServerError;
 use crate::config::Config;
 use crate::udp::UdpEndpoint;
@@ -67,7 +68,6 @@ impl Drop for UnixSocketFile {
 /// (worker 0's probe) and shared, so all workers serve the same port.
 pub(super) fn bind_all(config: &Config) -> Result<Bound, ServerError> {
     let workers = config.workers;
-    let reuse_port = workers > 1;
     let mut bound = Bound {
         workers: (0..workers).map(|_| WorkerSockets::default()).collect(),
         listen: Vec::new(),
@@ -78,21 +78,12 @@ pub(super) fn bind_all(config: &Config) -> Result<Bound, ServerError> {
     for endpoint in &config.listen {
         match endpoint {
             Endpoint::Inet(addr) => {
-                let addr = if reuse_port {
-                    listener::probe_inet(*addr, false)?
-                } else {
-                    *addr
-                };
-                let first = Listener::bind_tcp(addr, reuse_port)?;
-                let resolved = first
-                    .endpoint()
-                    .map_err(|e| ServerError::Io("read address", e))?;
-                let Endpoint::Inet(resolved) = resolved else {
-                    unreachable!("a TCP listener has an inet address")
-                };
-                sockets[0].listeners.push(first);
-                for worker in sockets.iter_mut().skip(1) {
-                    worker.listeners.push(Listener::bind_tcp(resolved, true)?);
+                let (listeners, resolved) =
+                    bind_per_worker(*addr, workers, false, Listener::bind_tcp, |l| {
+                        l.local_inet()
+                    })?;
+                for (worker, listener) in sockets.iter_mut().zip(listeners) {
+                    worker.listeners.push(listener);
                 }
                 info!("listening on {resolved} (tcp)");
                 bound.listen.push(Endpoint::Inet(resolved));
@@ -120,22 +111,40 @@ pub(super) fn bind_all(config: &Config) -> Result<Bound, ServerError> {
         let Endpoint::Inet(addr) = endpoint else {
             continue; // Config::from_args refuses unix paths for --udp
         };
-        let addr: SocketAddr = if reuse_port {
-            listener::probe_inet(*addr, true)?
-        } else {
-            *addr
-        };
-        let first = listener::bind_udp(addr, reuse_port)?;
-        let resolved = first
-            .local_addr()
-            .map_err(|e| ServerError::Io("read address", e))?;
-        sockets[0].udp.push(UdpEndpoint::new(first, resolved));
-        for worker in sockets.iter_mut().skip(1) {
-            let s = listener::bind_udp(resolved, true)?;
-            worker.udp.push(UdpEndpoint::new(s, resolved));
+        let (udp, resolved) =
+            bind_per_worker(*addr, workers, true, listener::bind_udp, |u| u.local_addr())?;
+        for (worker, socket) in sockets.iter_mut().zip(udp) {
+            worker.udp.push(UdpEndpoint::new(socket, resolved));
         }
         info!("listening on {resolved} (udp)");
         bound.udp.push(resolved);
     }
     Ok(bound)
+}
+
+/// Binds `addr` once per worker. One worker binds it plainly; several each
+/// bind it with SO_REUSEPORT, after a probe without it has resolved port 0
+/// once (so all serve the same port) and proved that no other process holds
+/// the address. Returns the sockets, worker 0's first, and the address.
+fn bind_per_worker<S>(
+    addr: SocketAddr,
+    workers: usize,
+    udp: bool,
+    bind: impl Fn(SocketAddr, bool) -> Result<S, BindError>,
+    local_addr: impl Fn(&S) -> io::Result<SocketAddr>,
+) -> Result<(Vec<S>, SocketAddr), ServerError> {
+    let reuse_port = workers > 1;
+    let addr = if reuse_port {
+        listener::probe_inet(addr, udp)?
+    } else {
+        addr
+    };
+    let first = bind(addr, reuse_port)?;
+    let resolved = local_addr(&first).map_err(|e| ServerError::Io("read address", e))?;
+    let mut sockets = Vec::with_capacity(workers);
+    sockets.push(first);
+    for _ in 1..workers {
+        sockets.push(bind(resolved, true)?);
+    }
+    Ok((sockets, resolved))
 }

@@ -193,11 +193,11 @@ impl Listener {
         }
     }
 
-    /// The address users connect to, port 0 resolved.
-    pub fn endpoint(&self) -> io::Result<Endpoint> {
+    /// A TCP listener's address, port 0 resolved.
+    pub fn local_inet(&self) -> io::Result<SocketAddr> {
         match self {
-            Listener::Tcp(l) => Ok(Endpoint::Inet(l.local_addr()?)),
-            Listener::Unix(_, path) => Ok(Endpoint::Unix(path.clone())),
+            Listener::Tcp(l) => l.local_addr(),
+            Listener::Unix(..) => Err(io::Error::other("a unix listener has no inet address")),
         }
     }
 
