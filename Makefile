@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: all build release run test lint fmt fuzz bench bench-quick clean
+.PHONY: all build release run test lint fmt fuzz bench bench-quick callgrind clean
 
 all: build
 
@@ -47,6 +47,10 @@ bench:
 
 bench-quick:
 	python3 bench/run.py quick
+
+## Instructions per message under callgrind, 1 and 50 connections (docs/ARCHITECTURE.md).
+callgrind:
+	bash bench/callgrind.sh
 
 clean:
 	$(CARGO) clean
