@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use echod_common::addr::Endpoint;
 use echod_common::exit;
-use echod_common::framing::{encode_header, FrameDecoder, FrameError, HEADER_LEN};
+use echod_common::framing::{encode_header, Event, FrameDecoder, FrameError, HEADER_LEN};
 use echod_common::UDP_MAX_PAYLOAD;
 
 /// The seeds' `recv(1024)`.
@@ -442,29 +442,14 @@ impl FrameReader {
     /// Feeds received bytes; payload bytes go to `out`, a `\n` after each
     /// frame. Everything before an invalid header is written before the error
     /// is returned.
-    fn feed<W: Write>(&mut self, mut data: &[u8], out: &mut W) -> Result<(), FeedError> {
-        while !data.is_empty() {
-            let in_header = self.decoder.payload_remaining() == 0;
-            let before = self.decoder.offset();
-            // At most one frame per call: what it releases is the rest of a
-            // header (when it began in one and completed it), then payload.
-            let d = self.decoder.decode(data, 1);
-            let header = if in_header && d.released > 0 {
-                HEADER_LEN.saturating_sub(d.carried.len())
-            } else {
-                0
-            };
-            let payload = data.get(header..d.released).unwrap_or_default();
-            out.write_all(payload).map_err(FeedError::Output)?;
-            if d.frames > 0 {
-                out.write_all(b"\n").map_err(FeedError::Output)?;
+    fn feed<W: Write>(&mut self, data: &[u8], out: &mut W) -> Result<(), FeedError> {
+        for event in self.decoder.events(data) {
+            match event {
+                Event::Header { .. } => {}
+                Event::Payload(payload) => out.write_all(payload).map_err(FeedError::Output)?,
+                Event::FrameEnd => out.write_all(b"\n").map_err(FeedError::Output)?,
+                Event::Error(e) => return Err(FeedError::Frame(e)),
             }
-            if let Some(e) = d.error {
-                return Err(FeedError::Frame(e));
-            }
-            let consumed = self.decoder.offset().saturating_sub(before);
-            let consumed = usize::try_from(consumed).unwrap_or(data.len());
-            data = data.get(consumed..).unwrap_or_default();
         }
         Ok(())
     }
