@@ -3,12 +3,14 @@
 //! The first bytes of the input choose `max_frame`, the split points and the
 //! per-call frame limits; the rest is the stream. The stream is decoded in one
 //! call, then again split at those points (re-feeding what a frame-limited
-//! call left unconsumed), then one byte at a time. All three must echo the
-//! same bytes, count the same frames and report the same error; the echo must
-//! be a prefix of the stream; and nothing may panic.
+//! call left unconsumed), then one byte at a time; and read as events
+//! (`next_event`) at those split points. All must echo the same bytes (for
+//! events: each header's bytes and payload pieces), count the same frames and
+//! report the same error; the echo must be a prefix of the stream; and nothing
+//! may panic.
 #![no_main]
 
-use echod_common::framing::{FrameDecoder, FrameError};
+use echod_common::framing::{Event, FrameDecoder, FrameError, HEADER_LEN};
 use libfuzzer_sys::fuzz_target;
 
 /// What a run of the decoder over the whole stream produced.
@@ -21,17 +23,37 @@ struct Outcome {
     at_boundary: bool,
 }
 
-/// Decodes `stream` cut at `bounds` (sorted, within the stream), with the
-/// per-call frame limits cycling through `limits`.
+impl Outcome {
+    /// A run's outcome: what it echoed and counted, and where `dec` ended.
+    fn new(dec: &FrameDecoder, echoed: Vec<u8>, frames: u64) -> Self {
+        assert_eq!(dec.frames(), frames);
+        Outcome {
+            echoed,
+            frames,
+            error: dec.error(),
+            offset: dec.offset(),
+            at_boundary: dec.at_boundary(),
+        }
+    }
+}
+
+/// `stream` cut at `bounds` (sorted, within the stream).
+fn pieces<'a>(stream: &'a [u8], bounds: &'a [usize]) -> impl Iterator<Item = &'a [u8]> {
+    let starts = std::iter::once(0).chain(bounds.iter().copied());
+    let ends = bounds.iter().copied().chain(std::iter::once(stream.len()));
+    starts
+        .zip(ends)
+        .map(move |(start, end)| &stream[start..end])
+}
+
+/// Decodes `stream` cut at `bounds`, with the per-call frame limits cycling
+/// through `limits`.
 fn run(max_frame: u64, stream: &[u8], bounds: &[usize], limits: &[u64]) -> Outcome {
     let mut dec = FrameDecoder::new(max_frame);
     let mut echoed = Vec::new();
     let mut frames = 0u64;
     let mut call = 0usize;
-    let mut start = 0usize;
-    'chunks: for &end in bounds.iter().chain(std::iter::once(&stream.len())) {
-        let mut piece = &stream[start..end];
-        start = end;
+    'chunks: for mut piece in pieces(stream, bounds) {
         loop {
             let limit = limits[call % limits.len()];
             call += 1;
@@ -60,14 +82,50 @@ fn run(max_frame: u64, stream: &[u8], bounds: &[usize], limits: &[u64]) -> Outco
             assert_eq!(d.frames, limit);
         }
     }
-    assert_eq!(dec.frames(), frames);
-    Outcome {
-        echoed,
-        frames,
-        error: dec.error(),
-        offset: dec.offset(),
-        at_boundary: dec.at_boundary(),
+    Outcome::new(&dec, echoed, frames)
+}
+
+/// Reads `stream` cut at `bounds` as events, checking the `next_event`
+/// contract, and folds them into what `decode` would have echoed.
+fn run_events(max_frame: u64, stream: &[u8], bounds: &[usize]) -> Outcome {
+    let mut dec = FrameDecoder::new(max_frame);
+    let mut echoed = Vec::new();
+    let mut frames = 0u64;
+    'chunks: for mut piece in pieces(stream, bounds) {
+        loop {
+            let before = dec.offset();
+            let (consumed, event) = dec.next_event(piece);
+            assert!(consumed <= piece.len());
+            assert_eq!(dec.offset() - before, consumed as u64);
+            match event {
+                None => {
+                    assert_eq!(consumed, piece.len(), "None before the input ran out");
+                    break;
+                }
+                Some(Event::Header { len, bytes }) => {
+                    assert!(len <= max_frame);
+                    assert_eq!(&bytes[HEADER_LEN - consumed..], &piece[..consumed]);
+                    echoed.extend_from_slice(&bytes);
+                }
+                Some(Event::Payload(p)) => {
+                    assert!(!p.is_empty());
+                    assert_eq!(p, &piece[..consumed]);
+                    echoed.extend_from_slice(p);
+                }
+                Some(Event::FrameEnd) => {
+                    assert_eq!(consumed, 0);
+                    frames += 1;
+                }
+                Some(Event::Error(e)) => {
+                    assert_eq!(dec.offset(), e.offset);
+                    assert_eq!(dec.next_event(piece), (0, Some(Event::Error(e))));
+                    break 'chunks;
+                }
+            }
+            piece = &piece[consumed..];
+        }
     }
+    Outcome::new(&dec, echoed, frames)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -111,6 +169,9 @@ fuzz_target!(|data: &[u8]| {
 
     let split = run(max_frame, stream, &bounds, &limits);
     assert_eq!(whole, split);
+
+    let events = run_events(max_frame, stream, &bounds);
+    assert_eq!(whole, events);
 
     if stream.len() <= 4096 {
         let bytewise_bounds: Vec<usize> = (1..stream.len()).collect();

@@ -6,15 +6,18 @@
 //! a contiguous share of the connections and results are merged at the end).
 //!
 //! # Layout
-//! - [`payload`]: the message layout (sequence number, connection id, a
+//! All modules are private; the public API is what the binary calls:
+//! [`BenchConfig`], [`run`], the [`Report`] it returns and [`BenchError`].
+//! - `payload`: the message layout (sequence number, connection id, a
 //!   per-connection pattern) and piecewise verification.
-//! - [`schedule`]: open-loop intended send times and a precise timer.
+//! - `schedule`: open-loop intended send times and a precise timer.
 //! - `worker`: one thread's poll loop: connect, run, drain.
-//! - [`report`]: tallies, merging, the human summary and the JSON object.
+//! - `report`: tallies, merging, the human summary and the JSON object.
+//! - `cpu_clock`: another process's CPU time, for `--server-pid`.
 //!
 //! # Semantics (the contract in docs/LOADTEST.md)
-//! - `-c` connections are opened first (at most [`MAX_CONNECTING`] connects
-//!   in flight); the clock starts when all are settled.
+//! - `-c` connections are opened first (at most 512 connects in flight,
+//!   `MAX_CONNECTING`); the clock starts when all are settled.
 //! - `-d SECONDS` is the measured time, after `--warmup`; sending stops at
 //!   the deadline and echoes still owed get 2 s, then count as timeouts.
 //! - `-n MESSAGES` is the total number of measured messages across all
@@ -55,9 +58,9 @@ pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 /// Non-blocking connects in flight at once, across all threads: well under
 /// the usual listen backlogs (Linux `somaxconn` is 4096), so a burst of
 /// connects is not dropped by the server's accept queue.
-pub const MAX_CONNECTING: usize = 512;
+const MAX_CONNECTING: usize = 512;
 /// The largest `-l`: messages are buffered whole on the sending side.
-pub const MAX_LENGTH: usize = 64 << 20;
+const MAX_LENGTH: usize = 64 << 20;
 
 /// When a run ends.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,7 +71,8 @@ pub enum Limit {
     Messages(u64),
 }
 
-/// A validated echod-bench run. Build one, then [`BenchConfig::validate`].
+/// What an echod-bench run does; [`run`] refuses combinations that cannot
+/// work (a usage error).
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
     pub target: Endpoint,
@@ -119,7 +123,7 @@ impl BenchConfig {
     }
 
     /// Refuses combinations that cannot work, with a [`BenchError::Usage`].
-    pub fn validate(&self) -> Result<(), BenchError> {
+    fn validate(&self) -> Result<(), BenchError> {
         let usage = |m: String| Err(BenchError::Usage(m));
         if self.connections == 0 {
             return usage("-c must be at least 1".into());

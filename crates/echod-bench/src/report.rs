@@ -40,7 +40,7 @@ pub struct ErrorCounts {
 
 impl ErrorCounts {
     /// Adds another tally to this one.
-    pub fn add(&mut self, o: &ErrorCounts) {
+    pub(crate) fn add(&mut self, o: &ErrorCounts) {
         self.mismatch += o.mismatch;
         self.short += o.short;
         self.reset += o.reset;
@@ -51,7 +51,7 @@ impl ErrorCounts {
     }
 
     /// All errors together.
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.mismatch
             + self.short
             + self.reset
@@ -63,7 +63,7 @@ impl ErrorCounts {
 
     /// The exit status these errors call for: data errors first (they mean
     /// the server is wrong), then refused, reset, timeout (see [`exit`]).
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         if self.mismatch + self.short + self.closed + self.other > 0 {
             exit::FAILURE
         } else if self.refused > 0 {
@@ -236,7 +236,7 @@ pub struct RunInfo {
 
 impl Report {
     /// Merges the workers' results into the summary.
-    pub fn merge(info: RunInfo, results: Vec<WorkerResult>) -> Report {
+    pub(crate) fn merge(info: RunInfo, results: Vec<WorkerResult>) -> Report {
         let mut hist = new_histogram();
         let mut errors = ErrorCounts::default();
         let (mut messages, mut bytes, mut connected, mut open, mut lost, mut late) =
@@ -319,7 +319,7 @@ impl Report {
     }
 
     /// Records the server's CPU time over the measured window.
-    pub fn set_server_cpu(&mut self, cpu: std::time::Duration) {
+    pub(crate) fn set_server_cpu(&mut self, cpu: std::time::Duration) {
         self.server_cpu_s = Some(cpu.as_secs_f64());
         self.server_cpu_us_per_msg =
             (self.messages > 0).then(|| cpu.as_secs_f64() * 1e6 / self.messages as f64);

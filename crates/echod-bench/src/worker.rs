@@ -45,6 +45,7 @@ use super::schedule::{Schedule, TimerFd};
 use super::{BenchConfig, Limit, Shared};
 use crate::payload::Payload;
 use echod_common::addr::Endpoint;
+use echod_common::stream::{MioStream, Stream};
 
 /// A connect still pending after this long counts as a timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,10 +91,10 @@ pub struct Plan {
     pub max_connecting: usize,
 }
 
-/// The socket of one connection.
+/// The socket of one connection: a stream (TCP or unix, forwarded by
+/// `echod_common::stream`) or a connected UDP socket.
 enum Sock {
-    Tcp(TcpStream),
-    Unix(UnixStream),
+    Stream(MioStream),
     Udp(UdpSocket),
 }
 
@@ -102,7 +103,11 @@ impl Sock {
     /// bytes (or one datagram) went out, `Ok(None)` when the socket is full.
     fn write_once(&mut self, buf: &[u8]) -> io::Result<Option<usize>> {
         loop {
-            match self.write(buf) {
+            let result = match self {
+                Sock::Stream(s) => s.write(buf),
+                Sock::Udp(s) => s.send(buf),
+            };
+            match result {
                 Ok(n) => return Ok(Some(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -113,43 +118,24 @@ impl Sock {
 
     fn source(&mut self) -> &mut dyn Source {
         match self {
-            Sock::Tcp(s) => s,
-            Sock::Unix(s) => s,
+            Sock::Stream(s) => s,
             Sock::Udp(s) => s,
         }
     }
 
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Sock::Tcp(s) => s.read(buf),
-            Sock::Unix(s) => s.read(buf),
+            Sock::Stream(s) => s.read(buf),
             Sock::Udp(s) => s.recv(buf),
-        }
-    }
-
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Sock::Tcp(s) => s.write(buf),
-            Sock::Unix(s) => s.write(buf),
-            Sock::Udp(s) => s.send(buf),
         }
     }
 
     /// For a pending connect: `Ok(true)` once established, `Ok(false)` while
     /// still in progress (the event was spurious), `Err` if it failed.
     fn connect_done(&self) -> io::Result<bool> {
-        let (err, peer) = match self {
-            Sock::Tcp(s) => (s.take_error(), s.peer_addr().map(drop)),
-            Sock::Unix(s) => (s.take_error(), s.peer_addr().map(drop)),
-            Sock::Udp(_) => return Ok(true),
-        };
-        if let Some(e) = err? {
-            return Err(e);
-        }
-        match peer {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-            Err(e) => Err(e),
+        match self {
+            Sock::Stream(s) => s.connect_finished(),
+            Sock::Udp(_) => Ok(true),
         }
     }
 }
@@ -221,7 +207,7 @@ fn open_socket(cfg: &BenchConfig, id: u64) -> io::Result<Sock> {
     let source = (!cfg.source_ips.is_empty())
         .then(|| cfg.source_ips[(id % cfg.source_ips.len() as u64) as usize]);
     match &cfg.target {
-        Endpoint::Unix(path) => Ok(Sock::Unix(UnixStream::connect(path)?)),
+        Endpoint::Unix(path) => Ok(Sock::Stream(Stream::Unix(UnixStream::connect(path)?))),
         Endpoint::Inet(addr) if cfg.udp => {
             let local = match source {
                 Some(ip) => SocketAddr::new(ip, 0),
@@ -252,7 +238,7 @@ fn open_socket(cfg: &BenchConfig, id: u64) -> io::Result<Sock> {
                 Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
                 Err(e) => return Err(e),
             }
-            Ok(Sock::Tcp(TcpStream::from_std(sock.into())))
+            Ok(Sock::Stream(Stream::Tcp(TcpStream::from_std(sock.into()))))
         }
     }
 }
@@ -951,48 +937,40 @@ impl<'a> Worker<'a> {
         if c.state != State::Open || !c.writable {
             return;
         }
-        let result = if let Sock::Udp(_) = c.sock {
-            let mut result = Ok(());
-            while let Some(&(seq, t)) = c.unsent.front() {
+        let udp = matches!(c.sock, Sock::Udp(_));
+        let result = loop {
+            // What goes next: the next unsent datagram, made afresh (UDP
+            // keeps no output buffer), or the unwritten tail of the stream.
+            let buf = if udp {
+                let Some(&(seq, _)) = c.unsent.front() else {
+                    break Ok(());
+                };
                 self.sbuf.clear();
                 self.payload.write_message(&mut self.sbuf, c.id, seq);
-                match c.sock.write_once(&self.sbuf) {
-                    Ok(Some(_)) => {
-                        c.unsent.pop_front();
-                        c.inflight.push_back((seq, t));
-                    }
-                    Ok(None) => {
-                        c.writable = false;
-                        break;
-                    }
-                    Err(e) => {
-                        result = Err(e);
-                        break;
+                &self.sbuf[..]
+            } else if c.out_pos < c.out.len() {
+                &c.out[c.out_pos..]
+            } else {
+                break Ok(());
+            };
+            match c.sock.write_once(buf) {
+                Ok(Some(_)) if udp => {
+                    if let Some(sent) = c.unsent.pop_front() {
+                        c.inflight.push_back(sent);
                     }
                 }
-            }
-            result
-        } else {
-            let mut result = Ok(());
-            while c.out_pos < c.out.len() {
-                match c.sock.write_once(&c.out[c.out_pos..]) {
-                    Ok(Some(n)) => c.out_pos += n,
-                    Ok(None) => {
-                        c.writable = false;
-                        break;
-                    }
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
+                Ok(Some(n)) => c.out_pos += n,
+                Ok(None) => {
+                    c.writable = false;
+                    break Ok(());
                 }
+                Err(e) => break Err(e),
             }
-            if c.out_pos == c.out.len() {
-                c.out.clear();
-                c.out_pos = 0;
-            }
-            result
         };
+        if c.out_pos == c.out.len() {
+            c.out.clear();
+            c.out_pos = 0;
+        }
         if let Err(e) = result {
             let id = c.id;
             self.count_error(classify(&e), || format!("connection {id}: {e}"));

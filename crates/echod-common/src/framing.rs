@@ -10,6 +10,17 @@
 //! padded on both sides and leading zeros (`b"0000000042"`) are accepted too.
 //! The payload is opaque (the seeds put a pickled Python object there).
 //!
+//! # Two ways to read it
+//!
+//! - **Events** ([`FrameDecoder::next_event`], or [`FrameDecoder::events`]
+//!   over one input): `Header { len, bytes }`, `Payload(&input[..])` pieces,
+//!   `FrameEnd`, or a sticky `Error`. For a reader of frames (the client
+//!   prints payloads): no offsets to work out. Any split of the stream gives
+//!   the same events, but for where the payload is cut into pieces.
+//! - **Echo** ([`FrameDecoder::decode`]): how many bytes of the input may be
+//!   echoed, and how many frames completed; a fold over the events, for the
+//!   daemon's framed echo path.
+//!
 //! # Streaming contract
 //!
 //! [`FrameDecoder::decode`] never copies nor buffers payload: it only says how
@@ -29,7 +40,7 @@
 //!   with the same absolute stream offset and kind;
 //! - after an error the decoder is sticky: every later call reports the same
 //!   error and releases nothing;
-//! - `decode` never panics and never allocates.
+//! - neither `decode` nor `next_event` panics or allocates.
 //!
 //! # Errors
 //!
@@ -298,6 +309,30 @@ impl Header {
     }
 }
 
+/// What the decoder found next in the stream (see [`FrameDecoder::next_event`]).
+///
+/// A valid frame is one `Header`, then `Payload` pieces (none for an empty
+/// payload) whose lengths add up to the header's `len`, then `FrameEnd`. How
+/// the stream is split into inputs changes only where the payload is cut
+/// into pieces, never the events otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A header completed and is valid.
+    Header {
+        /// The payload length it announces (at most the decoder's `max_frame`).
+        len: u64,
+        /// All the header's bytes, as received; those before the call that
+        /// completed it were held by the decoder.
+        bytes: [u8; HEADER_LEN],
+    },
+    /// The next bytes of the current payload: a non-empty slice of the input.
+    Payload(&'a [u8]),
+    /// The current frame is complete (counted in [`FrameDecoder::frames`]).
+    FrameEnd,
+    /// The stream is invalid. Sticky: every later call reports it again.
+    Error(FrameError),
+}
+
 /// The decoder's state.
 #[derive(Debug, Clone, Copy)]
 enum State {
@@ -305,14 +340,18 @@ enum State {
     Header(Header),
     /// Receiving a payload; `remaining > 0`.
     Payload { remaining: u64 },
+    /// The payload is complete; the next event is [`Event::FrameEnd`].
+    FrameEnd,
     /// The stream is invalid; sticky.
     Failed(FrameError),
 }
 
 /// A streaming decoder for one connection's framed byte stream.
 ///
-/// Sans-I/O: it is fed byte slices and answers how many of them may be
-/// echoed; it never touches a socket, never allocates, and never panics.
+/// Sans-I/O: it is fed byte slices and answers with [events](Event) (what a
+/// reader of frames wants) or with how many bytes may be echoed (what the
+/// daemon's echo path wants, [`decode`](Self::decode), a fold over the
+/// events). It never touches a socket, never allocates, and never panics.
 /// Memory is constant: at most [`HEADER_LEN`] held header bytes.
 #[derive(Debug, Clone)]
 pub struct FrameDecoder {
@@ -336,6 +375,93 @@ impl FrameDecoder {
         }
     }
 
+    /// Decodes the next event from the start of `input`, the stream's next
+    /// bytes. Returns how many leading bytes of `input` it consumed, and the
+    /// event; feed `input[consumed..]` next.
+    ///
+    /// - `None`: more input is needed. All of `input` was consumed (header
+    ///   bytes are held inside the decoder until their header completes).
+    /// - `Header`: consumed the rest of the header, the bytes of it that were
+    ///   in `input`.
+    /// - `Payload(piece)`: `piece` is `input[..consumed]`.
+    /// - `FrameEnd`: consumed nothing.
+    /// - `Error(e)`: consumed the valid header bytes before the offending one
+    ///   (none once failed), so [`offset`](Self::offset) is `e.offset`.
+    ///
+    /// `None` is returned only when `input` is used up, so a caller that
+    /// calls again until `None` has seen every event its bytes hold.
+    pub fn next_event<'i>(&mut self, input: &'i [u8]) -> (usize, Option<Event<'i>>) {
+        let (consumed, event) = match self.state {
+            State::Failed(error) => (0, Some(Event::Error(error))),
+            State::FrameEnd => {
+                self.frames = self.frames.saturating_add(1);
+                self.state = State::Header(Header::EMPTY);
+                (0, Some(Event::FrameEnd))
+            }
+            State::Payload { remaining } => {
+                let take = usize::try_from(remaining).map_or(input.len(), |r| r.min(input.len()));
+                if take == 0 {
+                    return (0, None);
+                }
+                let remaining = remaining.saturating_sub(to_u64(take));
+                self.state = if remaining == 0 {
+                    State::FrameEnd
+                } else {
+                    State::Payload { remaining }
+                };
+                (take, Some(Event::Payload(input.split_at(take).0)))
+            }
+            State::Header(header) => self.header_event(header, input),
+        };
+        self.offset = self.offset.saturating_add(to_u64(consumed));
+        (consumed, event)
+    }
+
+    /// [`next_event`](Self::next_event) inside a header: feeds `header` the
+    /// bytes of `input` until it completes, fails, or `input` runs out.
+    fn header_event<'i>(
+        &mut self,
+        mut header: Header,
+        input: &'i [u8],
+    ) -> (usize, Option<Event<'i>>) {
+        for (i, &byte) in input.iter().enumerate() {
+            match header.push(byte, self.max_frame) {
+                Ok(None) => {}
+                Ok(Some(len)) => {
+                    self.state = if len == 0 {
+                        State::FrameEnd
+                    } else {
+                        State::Payload { remaining: len }
+                    };
+                    let bytes = header.held.bytes;
+                    return (i + 1, Some(Event::Header { len, bytes }));
+                }
+                Err(kind) => {
+                    let error = FrameError {
+                        offset: self.offset.saturating_add(to_u64(i)),
+                        kind,
+                    };
+                    self.state = State::Failed(error);
+                    return (i, Some(Event::Error(error)));
+                }
+            }
+        }
+        self.state = State::Header(header);
+        (input.len(), None)
+    }
+
+    /// The events in `input`, the stream's next bytes, in order: an iterator
+    /// over [`next_event`](Self::next_event) that ends when `input` is used
+    /// up or after an [`Event::Error`].
+    pub fn events<'d, 'i>(&'d mut self, input: &'i [u8]) -> Events<'d, 'i> {
+        Events {
+            decoder: self,
+            input,
+            consumed: 0,
+            done: false,
+        }
+    }
+
     /// Feeds the next bytes of the stream.
     ///
     /// Consumes `input` from the start until it is exhausted, an error is
@@ -347,78 +473,37 @@ impl FrameDecoder {
     /// The caller echoes `carried` then `input[..released]`. Bytes consumed
     /// this call number `offset()` after minus `offset()` before; those past
     /// `released` are header bytes held for a later call.
+    ///
+    /// A fold over [`events`](Self::events): a header or payload event
+    /// releases the input up to its end, `FrameEnd` counts a frame.
     pub fn decode(&mut self, input: &[u8], max_frames: u64) -> Decoded {
         let mut out = Decoded::default();
-        let held_at_start = match &self.state {
+        // Header bytes held from earlier calls, carried if their header completes.
+        let mut held = match &self.state {
             State::Header(h) => h.held.len(),
             _ => 0,
         };
-        let mut carry_pending = held_at_start > 0;
-        let mut pos = 0usize;
+        let mut events = self.events(input);
         while out.frames < max_frames {
-            match self.state {
-                State::Failed(_) => break,
-                State::Payload { remaining } => {
-                    let rest = input.len().saturating_sub(pos);
-                    let take = usize::try_from(remaining).map_or(rest, |r| r.min(rest));
-                    if take == 0 {
-                        break;
+            match events.next() {
+                Some(Event::Header { bytes, .. }) => {
+                    if held > 0 {
+                        out.carried = HeaderBytes {
+                            bytes,
+                            len: HEADER_LEN as u8,
+                        }
+                        .prefix(held);
+                        held = 0;
                     }
-                    pos += take;
-                    out.released = pos;
-                    self.offset = self.offset.saturating_add(to_u64(take));
-                    let remaining = remaining.saturating_sub(to_u64(take));
-                    if remaining > 0 {
-                        self.state = State::Payload { remaining };
-                        break;
-                    }
-                    self.complete_frame(&mut out);
+                    out.released = events.consumed();
                 }
-                State::Header(mut header) => {
-                    let Some(&byte) = input.get(pos) else {
-                        break;
-                    };
-                    match header.push(byte, self.max_frame) {
-                        Err(kind) => {
-                            self.state = State::Failed(FrameError {
-                                offset: self.offset,
-                                kind,
-                            });
-                        }
-                        Ok(None) => {
-                            pos += 1;
-                            self.offset = self.offset.saturating_add(1);
-                            self.state = State::Header(header);
-                        }
-                        Ok(Some(len)) => {
-                            pos += 1;
-                            self.offset = self.offset.saturating_add(1);
-                            if carry_pending {
-                                out.carried = header.held.prefix(held_at_start);
-                                carry_pending = false;
-                            }
-                            out.released = pos;
-                            if len == 0 {
-                                self.complete_frame(&mut out);
-                            } else {
-                                self.state = State::Payload { remaining: len };
-                            }
-                        }
-                    }
-                }
+                Some(Event::Payload(_)) => out.released = events.consumed(),
+                Some(Event::FrameEnd) => out.frames += 1,
+                Some(Event::Error(_)) | None => break,
             }
         }
-        if let State::Failed(error) = self.state {
-            out.error = Some(error);
-        }
+        out.error = self.error();
         out
-    }
-
-    /// Counts a completed frame and starts the next header.
-    fn complete_frame(&mut self, out: &mut Decoded) {
-        out.frames = out.frames.saturating_add(1);
-        self.frames = self.frames.saturating_add(1);
-        self.state = State::Header(Header::EMPTY);
     }
 
     /// Stream bytes consumed so far: released bytes plus held header bytes.
@@ -428,7 +513,10 @@ impl FrameDecoder {
     }
 
     /// True when no partial header or payload is pending (a clean place for
-    /// the stream to end). False after an error.
+    /// the stream to end). False after an error, and between a frame's last
+    /// payload byte and its [`Event::FrameEnd`] (never the case once
+    /// [`next_event`](Self::next_event) returned `None`, nor after
+    /// [`decode`](Self::decode)).
     pub fn at_boundary(&self) -> bool {
         matches!(self.state, State::Header(h) if h.held.is_empty())
     }
@@ -438,16 +526,12 @@ impl FrameDecoder {
     /// Invariant: it is `n > 0` exactly when the decoder is inside a payload,
     /// and then the next `n` stream bytes are that payload (the decoder
     /// releases them whatever they are); it is `0` when the next stream byte
-    /// belongs to a header (or after an error). So a call to
-    /// [`decode`](Self::decode) made when this is `0` releases, in order, the
-    /// rest of a header (`HEADER_LEN - carried.len()` bytes of its input, if
-    /// that header completed) and then payload; with `max_frames == 1` that
-    /// is all it releases. This lets a caller that wants the payloads alone
-    /// (a client printing them) tell them from the header bytes.
+    /// belongs to a header (or after an error). A reader that wants the
+    /// payloads apart from the headers uses [`events`](Self::events).
     pub fn payload_remaining(&self) -> u64 {
         match self.state {
             State::Payload { remaining } => remaining,
-            State::Header(_) | State::Failed(_) => 0,
+            State::Header(_) | State::FrameEnd | State::Failed(_) => 0,
         }
     }
 
@@ -464,6 +548,42 @@ impl FrameDecoder {
         }
     }
 }
+
+/// The events in one input ([`FrameDecoder::events`]).
+#[derive(Debug)]
+pub struct Events<'d, 'i> {
+    decoder: &'d mut FrameDecoder,
+    input: &'i [u8],
+    /// Leading bytes of `input` consumed so far.
+    consumed: usize,
+    /// `input` is used up or an error was yielded.
+    done: bool,
+}
+
+impl Events<'_, '_> {
+    /// Leading bytes of the input consumed by the events yielded so far
+    /// (all of it once the iterator ended without an error).
+    pub fn consumed(&self) -> usize {
+        self.consumed
+    }
+}
+
+impl<'i> Iterator for Events<'_, 'i> {
+    type Item = Event<'i>;
+
+    fn next(&mut self) -> Option<Event<'i>> {
+        if self.done {
+            return None;
+        }
+        let rest = self.input.get(self.consumed..).unwrap_or_default();
+        let (consumed, event) = self.decoder.next_event(rest);
+        self.consumed += consumed;
+        self.done = matches!(event, None | Some(Event::Error(_)));
+        event
+    }
+}
+
+impl std::iter::FusedIterator for Events<'_, '_> {}
 
 /// `usize` to `u64`: lossless on every platform Rust supports (usize <= 64 bits).
 fn to_u64(n: usize) -> u64 {
@@ -838,6 +958,78 @@ mod tests {
         assert_eq!(format!("{a:?}"), "HeaderBytes(b\"1\")");
     }
 
+    #[test]
+    fn events_of_two_frames_split_inside_the_header_and_the_payload() {
+        let mut dec = FrameDecoder::new(MIB16);
+        assert_eq!(dec.next_event(b"5   "), (4, None));
+        assert_eq!(dec.offset(), 4);
+        let input = b"      hel";
+        let (n, ev) = dec.next_event(input);
+        assert_eq!(n, 6, "only the rest of the header");
+        assert_eq!(
+            ev,
+            Some(Event::Header {
+                len: 5,
+                bytes: *b"5         "
+            })
+        );
+        assert_eq!(
+            dec.next_event(&input[n..]),
+            (3, Some(Event::Payload(b"hel")))
+        );
+        assert_eq!(dec.next_event(b""), (0, None), "inside the payload");
+        let input = b"lo0         ";
+        assert_eq!(dec.next_event(input), (2, Some(Event::Payload(b"lo"))));
+        assert!(!dec.at_boundary(), "the frame's end is not reported yet");
+        assert_eq!(dec.frames(), 0);
+        // FrameEnd consumes nothing, and comes even without input.
+        assert_eq!(dec.next_event(b""), (0, Some(Event::FrameEnd)));
+        assert_eq!((dec.frames(), dec.at_boundary()), (1, true));
+        // A zero-length frame: its header, then its end at once.
+        let (n, ev) = dec.next_event(&input[2..]);
+        assert_eq!((n, ev.is_some()), (10, true));
+        assert_eq!(dec.next_event(b""), (0, Some(Event::FrameEnd)));
+        assert_eq!(dec.next_event(b""), (0, None));
+        assert_eq!((dec.offset(), dec.frames()), (25, 2));
+    }
+
+    #[test]
+    fn an_error_event_consumes_the_valid_bytes_before_it_and_sticks() {
+        let mut dec = FrameDecoder::new(MIB16);
+        let e = FrameError {
+            offset: 2,
+            kind: FrameErrorKind::BadByte(b'x'),
+        };
+        assert_eq!(dec.next_event(b"12x4"), (2, Some(Event::Error(e))));
+        assert_eq!(dec.offset(), 2);
+        assert_eq!(dec.next_event(b"x4"), (0, Some(Event::Error(e))));
+        assert_eq!(dec.next_event(b""), (0, Some(Event::Error(e))));
+        assert_eq!(dec.error(), Some(e));
+        // The iterator stops after the error instead of repeating it.
+        let events: Vec<_> = dec.events(b"1         a").collect();
+        assert_eq!(events, [Event::Error(e)]);
+    }
+
+    #[test]
+    fn the_events_iterator_uses_up_its_input() {
+        let stream = b"3         abc0         2         d";
+        let mut dec = FrameDecoder::new(MIB16);
+        let mut events = dec.events(stream);
+        let mut payload = Vec::new();
+        let mut ends = 0;
+        for ev in &mut events {
+            match ev {
+                Event::Payload(p) => payload.extend_from_slice(p),
+                Event::FrameEnd => ends += 1,
+                Event::Header { .. } => {}
+                Event::Error(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(events.consumed(), stream.len());
+        assert_eq!((payload.as_slice(), ends), (&b"abcd"[..], 2));
+        assert_eq!(dec.payload_remaining(), 1);
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
@@ -977,6 +1169,87 @@ mod tests {
             (echoed, frames, dec.error())
         }
 
+        /// An event with its payload owned, for comparing runs.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        enum Owned {
+            Header { len: u64, bytes: Vec<u8> },
+            Payload(Vec<u8>),
+            FrameEnd,
+            Error(FrameError),
+        }
+
+        /// The events of `stream` cut at `cuts`, payload pieces joined (the
+        /// one thing a split may change). Checks the `next_event` contract on
+        /// the way.
+        fn events_over(max_frame: u64, stream: &[u8], cuts: &[Index]) -> Vec<Owned> {
+            let mut bounds: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
+            bounds.push(0);
+            bounds.push(stream.len());
+            bounds.sort_unstable();
+            let mut dec = FrameDecoder::new(max_frame);
+            let mut out: Vec<Owned> = Vec::new();
+            for w in bounds.windows(2) {
+                let mut piece = &stream[w[0]..w[1]];
+                loop {
+                    let before = dec.offset();
+                    let (consumed, event) = dec.next_event(piece);
+                    assert!(consumed <= piece.len());
+                    assert_eq!(dec.offset() - before, consumed as u64);
+                    let Some(event) = event else {
+                        assert_eq!(consumed, piece.len(), "None before the input ran out");
+                        break;
+                    };
+                    match event {
+                        Event::Header { len, bytes } => {
+                            assert!(len <= max_frame);
+                            assert_eq!(&bytes[HEADER_LEN - consumed..], &piece[..consumed]);
+                            out.push(Owned::Header {
+                                len,
+                                bytes: bytes.to_vec(),
+                            });
+                        }
+                        Event::Payload(p) => {
+                            assert!(!p.is_empty());
+                            assert_eq!(p, &piece[..consumed]);
+                            match out.last_mut() {
+                                Some(Owned::Payload(joined)) => joined.extend_from_slice(p),
+                                _ => out.push(Owned::Payload(p.to_vec())),
+                            }
+                        }
+                        Event::FrameEnd => {
+                            assert_eq!(consumed, 0);
+                            out.push(Owned::FrameEnd);
+                        }
+                        Event::Error(e) => {
+                            assert_eq!(dec.offset(), e.offset);
+                            assert_eq!(dec.next_event(piece), (0, Some(Event::Error(e))));
+                            out.push(Owned::Error(e));
+                            return out;
+                        }
+                    }
+                    piece = &piece[consumed..];
+                }
+            }
+            out
+        }
+
+        /// What `decode` would echo, frame count and error, from the events.
+        fn fold(events: &[Owned]) -> (Vec<u8>, u64, Option<FrameError>) {
+            let mut echoed = Vec::new();
+            let mut frames = 0;
+            let mut error = None;
+            for e in events {
+                match e {
+                    Owned::Header { bytes, .. } | Owned::Payload(bytes) => {
+                        echoed.extend_from_slice(bytes)
+                    }
+                    Owned::FrameEnd => frames += 1,
+                    Owned::Error(e) => error = Some(*e),
+                }
+            }
+            (echoed, frames, error)
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -1039,6 +1312,52 @@ mod tests {
                 let mut dec = FrameDecoder::new(max_frame);
                 let bytewise = feed(&mut dec, &stream, 1);
                 prop_assert_eq!(whole, bytewise);
+            }
+
+            /// Any split of a valid stream gives the frames' events, each
+            /// payload's bytes whole once its pieces are joined.
+            #[test]
+            fn any_split_of_a_valid_stream_gives_the_same_events(
+                frames in prop::collection::vec(frame(), 0..12),
+                cuts in prop::collection::vec(any::<Index>(), 0..24),
+            ) {
+                let mut stream = Vec::new();
+                let mut expected = Vec::new();
+                for f in &frames {
+                    let start = stream.len();
+                    f.encode(&mut stream);
+                    expected.push(Owned::Header {
+                        len: f.payload.len() as u64,
+                        bytes: stream[start..start + HEADER_LEN].to_vec(),
+                    });
+                    if !f.payload.is_empty() {
+                        expected.push(Owned::Payload(f.payload.clone()));
+                    }
+                    expected.push(Owned::FrameEnd);
+                }
+                prop_assert_eq!(events_over(300, &stream, &cuts), expected);
+            }
+
+            /// Any bytes, any split: the same events as one call, and the
+            /// events fold to exactly what `decode` echoes.
+            #[test]
+            fn any_split_of_any_stream_gives_the_same_events_as_decode(
+                frames in prop::collection::vec(frame(), 0..4),
+                tail in prop::collection::vec(prop_oneof![
+                    4 => b'0'..=b'9', 4 => Just(b' '), 2 => any::<u8>()
+                ], 0..60),
+                max_frame in prop_oneof![Just(0u64), 0u64..50, Just(300u64), Just(u64::MAX)],
+                cuts in prop::collection::vec(any::<Index>(), 0..24),
+                limits in prop::collection::vec(prop_oneof![Just(u64::MAX), 1u64..4], 1..4),
+            ) {
+                let mut stream = Vec::new();
+                for f in &frames {
+                    f.encode(&mut stream);
+                }
+                stream.extend_from_slice(&tail);
+                let whole = events_over(max_frame, &stream, &[]);
+                prop_assert_eq!(&events_over(max_frame, &stream, &cuts), &whole);
+                prop_assert_eq!(fold(&whole), drive(max_frame, &stream, &cuts, &limits));
             }
         }
     }

@@ -3,13 +3,14 @@
 //!
 //! # Layout
 //! - [`addr`]: `host:port` / `[v6]:port` / `unix:/path` parsing.
-//! - [`framing`]: the seeds' 10-byte length-header codec; pure, sans-I/O,
+//! - [`framing`]: the seeds' 10-byte length-header codec: events for a
+//!   reader of frames, echo spans for the daemon; pure, sans-I/O,
 //!   property-tested and fuzzed.
 //! - [`exit`]: the exit-status table of all three binaries.
 //! - [`flags`]: one-line usage errors (exit 2) and the value parsers flags
 //!   have in common (sizes, seconds, positive numbers).
 //! - [`stream`]: one stream socket type over TCP or unix, for mio and std
-//!   sockets alike.
+//!   sockets alike, with the check of a non-blocking connect.
 //! - [`sys`]: the descriptor-limit helper and errno classes std lacks.
 
 pub mod addr;

@@ -29,6 +29,11 @@ pub trait StreamSocket {
     fn shutdown(&self, how: Shutdown) -> io::Result<()>;
     /// TCP_NODELAY on TCP; nothing to do on a unix socket.
     fn set_nodelay(&self) -> io::Result<()>;
+    /// `SO_ERROR`, cleared: how a non-blocking connect failed, if it did.
+    fn take_error(&self) -> io::Result<Option<io::Error>>;
+    /// `getpeername(2)`: `NotConnected` while a non-blocking connect is
+    /// still in progress.
+    fn peer_connected(&self) -> io::Result<()>;
 }
 
 macro_rules! stream_socket {
@@ -40,6 +45,12 @@ macro_rules! stream_socket {
             fn set_nodelay(&self) -> io::Result<()> {
                 <$tcp>::set_nodelay(self, true)
             }
+            fn take_error(&self) -> io::Result<Option<io::Error>> {
+                <$tcp>::take_error(self)
+            }
+            fn peer_connected(&self) -> io::Result<()> {
+                <$tcp>::peer_addr(self).map(drop)
+            }
         }
         impl StreamSocket for $unix {
             fn shutdown(&self, how: Shutdown) -> io::Result<()> {
@@ -47,6 +58,12 @@ macro_rules! stream_socket {
             }
             fn set_nodelay(&self) -> io::Result<()> {
                 Ok(())
+            }
+            fn take_error(&self) -> io::Result<Option<io::Error>> {
+                <$unix>::take_error(self)
+            }
+            fn peer_connected(&self) -> io::Result<()> {
+                <$unix>::peer_addr(self).map(drop)
             }
         }
     };
@@ -74,6 +91,25 @@ impl<T: StreamSocket, U: StreamSocket> Stream<T, U> {
         match self {
             Stream::Tcp(s) => s.set_nodelay(),
             Stream::Unix(s) => s.set_nodelay(),
+        }
+    }
+
+    /// After an event on a non-blocking connect (mio's `TcpStream::connect`
+    /// contract: `SO_ERROR`, then `getpeername`): `Ok(true)` once
+    /// established, `Ok(false)` while still in progress (the event was
+    /// spurious), `Err` if the connect failed.
+    pub fn connect_finished(&self) -> io::Result<bool> {
+        let (error, peer) = match self {
+            Stream::Tcp(s) => (s.take_error(), s.peer_connected()),
+            Stream::Unix(s) => (s.take_error(), s.peer_connected()),
+        };
+        if let Some(e) = error? {
+            return Err(e);
+        }
+        match peer {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
         }
     }
 }
@@ -193,5 +229,16 @@ mod tests {
         let mut got = Vec::new();
         (&theirs).read_to_end(&mut got).unwrap();
         assert_eq!(got, b"ping");
+    }
+
+    #[test]
+    fn a_connected_stream_reports_its_connect_finished() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let unix: StdStream = Stream::Unix(a);
+        assert!(unix.connect_finished().unwrap());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let tcp: MioStream = Stream::Tcp(mio::net::TcpStream::from_std(tcp));
+        assert!(tcp.connect_finished().unwrap());
     }
 }
