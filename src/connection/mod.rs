@@ -790,4 +790,61 @@ mod tests {
         note_progress(&mut conn, t0 + Duration::from_millis(4900), Some(deadline));
         assert_eq!(drain_of(&conn).1, deadline, "went past the deadline");
     }
+
+    /// `Ok(0)` from a read is the end of the stream, and nothing else is.
+    #[test]
+    fn io_outcomes_are_named() {
+        let err = |kind: io::ErrorKind| Err(io::Error::from(kind));
+        let rows: [(io::Result<usize>, Option<Io>, Option<Io>); 5] = [
+            (Ok(0), Some(Io::Eof), Some(Io::Progress(0))),
+            (Ok(7), Some(Io::Progress(7)), Some(Io::Progress(7))),
+            (
+                err(io::ErrorKind::WouldBlock),
+                Some(Io::WouldBlock),
+                Some(Io::WouldBlock),
+            ),
+            (
+                err(io::ErrorKind::Interrupted),
+                Some(Io::Interrupted),
+                Some(Io::Interrupted),
+            ),
+            (err(io::ErrorKind::ConnectionReset), None, None),
+        ];
+        for (result, read, write) in rows {
+            let copy = || match &result {
+                Ok(n) => Ok(*n),
+                Err(e) => Err(io::Error::from(e.kind())),
+            };
+            assert_eq!(Io::of_read(copy()).ok(), read, "{result:?}");
+            assert_eq!(Io::of_write(copy()).ok(), write, "{result:?}");
+        }
+    }
+
+    /// The steady echo is one state: readable and writable plain echo, and
+    /// left as soon as any of its conditions goes.
+    #[test]
+    fn the_steady_echo_is_one_flag_state() {
+        let t0 = Instant::now();
+        let steady = |mode, once| {
+            let (ours, _theirs) = mio::net::UnixStream::pair().expect("socketpair");
+            let mut conn = Connection::new(Stream::Unix(ours), Peer::Unix, mode, once, 0, t0);
+            assert!(!conn.flags.is_steady(), "not readable yet");
+            conn.flags.set(Flags::READABLE);
+            conn.flags.is_steady()
+        };
+        assert!(steady(Mode::Echo, false));
+        assert!(!steady(Mode::Echo, true), "--once");
+        assert!(!steady(Mode::Framed, false), "framed");
+
+        let (mut conn, _peer) = connection(t0);
+        conn.flags.set(Flags::READABLE);
+        for bit in [Flags::PAUSED, Flags::OWED, Flags::READ_CLOSED] {
+            let mut flags = conn.flags;
+            flags.set(bit);
+            assert!(!flags.is_steady(), "{bit:#b}");
+        }
+        assert!(conn.flags.is_steady());
+        conn.begin_draining(CloseReason::Shutdown, t0 + DRAIN_LINGER);
+        assert!(!conn.flags.is_steady(), "no longer open");
+    }
 }

@@ -310,3 +310,545 @@ impl Phase {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Action::{Close, Nothing, SendFin};
+    use CloseReason::*;
+
+    /// One row: in phase `from`, `event` leads to `next` and `action`.
+    struct Case {
+        name: &'static str,
+        from: Phase,
+        event: Event,
+        next: Phase,
+        action: Action,
+    }
+
+    fn flushing(reason: CloseReason, until: Instant, peer_eof: bool) -> Phase {
+        Phase::Flushing {
+            reason,
+            until,
+            peer_eof,
+        }
+    }
+
+    fn lingering(reason: CloseReason, until: Instant, quiet_until: Instant) -> Phase {
+        Phase::Lingering {
+            reason,
+            until,
+            quiet_until,
+        }
+    }
+
+    fn case(name: &'static str, from: Phase, event: Event, next: Phase, action: Action) -> Case {
+        Case {
+            name,
+            from,
+            event,
+            next,
+            action,
+        }
+    }
+
+    /// Every transition, as a table run without a socket.
+    #[test]
+    fn transitions() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let (open, peer_closed) = (Phase::Open, Phase::PeerClosed);
+        // A drain due at 2 s; a linger due at 2 s, quiet from 500 ms.
+        let flush = |reason, peer_eof| flushing(reason, ms(2000), peer_eof);
+        let linger = |reason| lingering(reason, ms(2000), ms(500));
+        let cases = [
+            // The peer's EOF in each phase.
+            case("eof while open", open, Event::Eof, peer_closed, Nothing),
+            case("eof again", peer_closed, Event::Eof, peer_closed, Nothing),
+            case(
+                "eof while flushing: flush on, read no more",
+                flush(BadFrame, false),
+                Event::Eof,
+                flush(BadFrame, true),
+                Nothing,
+            ),
+            case(
+                "eof after eof while flushing",
+                flush(BadFrame, true),
+                Event::Eof,
+                flush(BadFrame, true),
+                Nothing,
+            ),
+            case(
+                "eof while lingering ends it cleanly",
+                linger(Once),
+                Event::Eof,
+                Phase::Closed(Once),
+                Close,
+            ),
+            case(
+                "eof once closed",
+                Phase::Closed(PeerClosed),
+                Event::Eof,
+                Phase::Closed(PeerClosed),
+                Nothing,
+            ),
+            // Input: only a linger cares (its quiet spell starts over).
+            case(
+                "input while open",
+                open,
+                Event::Input { now: ms(100) },
+                open,
+                Nothing,
+            ),
+            case(
+                "input while flushing is discarded",
+                flush(Shutdown, false),
+                Event::Input { now: ms(100) },
+                flush(Shutdown, false),
+                Nothing,
+            ),
+            case(
+                "input while lingering restarts the quiet spell",
+                linger(Shutdown),
+                Event::Input { now: ms(300) },
+                lingering(Shutdown, ms(2000), ms(800)),
+                Nothing,
+            ),
+            // Owed bytes flushed.
+            case("flushed while open", open, Event::Flushed, open, Nothing),
+            case(
+                "flushed after the peer's FIN",
+                peer_closed,
+                Event::Flushed,
+                Phase::Closed(PeerClosed),
+                Close,
+            ),
+            case(
+                "flushed after the peer's FIN while we end it: no FIN of ours",
+                flush(IdleTimeout, true),
+                Event::Flushed,
+                Phase::Closed(IdleTimeout),
+                Close,
+            ),
+            case(
+                "flushed: send our FIN",
+                flush(Once, false),
+                Event::Flushed,
+                flush(Once, false),
+                SendFin,
+            ),
+            case(
+                "flushed while lingering (nothing was owed)",
+                linger(Once),
+                Event::Flushed,
+                linger(Once),
+                Nothing,
+            ),
+            // Our FIN.
+            case(
+                "FIN sent: linger, quiet spell from now, deadline at most LINGER_MAX away",
+                flushing(Shutdown, ms(10_000), false),
+                Event::FinSent { now: ms(100) },
+                lingering(Shutdown, ms(2100), ms(600)),
+                Nothing,
+            ),
+            case(
+                "FIN sent keeps a closer deadline",
+                flushing(Shutdown, ms(300), false),
+                Event::FinSent { now: ms(100) },
+                lingering(Shutdown, ms(300), ms(600)),
+                Nothing,
+            ),
+            case(
+                "FIN failed",
+                flush(BadFrame, false),
+                Event::FinFailed,
+                Phase::Closed(BadFrame),
+                Close,
+            ),
+            // Progress extends a drain, never past the shutdown deadline,
+            // never closer.
+            case(
+                "progress earns DRAIN_LINGER from now",
+                flush(BadFrame, false),
+                Event::Progress {
+                    now: ms(1000),
+                    cap: None,
+                },
+                flushing(BadFrame, ms(3000), false),
+                Nothing,
+            ),
+            case(
+                "progress earns time only up to the shutdown deadline",
+                flush(BadFrame, false),
+                Event::Progress {
+                    now: ms(1000),
+                    cap: Some(ms(2500)),
+                },
+                flushing(BadFrame, ms(2500), false),
+                Nothing,
+            ),
+            case(
+                "progress never brings the deadline closer",
+                flush(Shutdown, false),
+                Event::Progress {
+                    now: ms(100),
+                    cap: Some(ms(1000)),
+                },
+                flush(Shutdown, false),
+                Nothing,
+            ),
+            case(
+                "progress after the peer's FIN still earns time",
+                flush(Once, true),
+                Event::Progress {
+                    now: ms(1000),
+                    cap: None,
+                },
+                flushing(Once, ms(3000), true),
+                Nothing,
+            ),
+            case(
+                "progress outside a flush changes nothing",
+                linger(Once),
+                Event::Progress {
+                    now: ms(1000),
+                    cap: None,
+                },
+                linger(Once),
+                Nothing,
+            ),
+            case(
+                "progress while open",
+                open,
+                Event::Progress {
+                    now: ms(1000),
+                    cap: None,
+                },
+                open,
+                Nothing,
+            ),
+            // The sweep's tick: deadlines and quiet spells.
+            case(
+                "tick before the deadline",
+                flush(BadFrame, false),
+                Event::Tick { now: ms(1999) },
+                flush(BadFrame, false),
+                Nothing,
+            ),
+            case(
+                "deadline passes while flushing",
+                flush(BadFrame, false),
+                Event::Tick { now: ms(2000) },
+                Phase::Closed(DrainTimeout),
+                Close,
+            ),
+            case(
+                "an idle drain past its deadline stays an idle timeout",
+                flush(IdleTimeout, false),
+                Event::Tick { now: ms(2000) },
+                Phase::Closed(IdleTimeout),
+                Close,
+            ),
+            case(
+                "tick while lingering, not yet quiet",
+                linger(Shutdown),
+                Event::Tick { now: ms(499) },
+                linger(Shutdown),
+                Nothing,
+            ),
+            case(
+                "quiet spell expires",
+                linger(Shutdown),
+                Event::Tick { now: ms(500) },
+                Phase::Closed(Shutdown),
+                Close,
+            ),
+            case(
+                "deadline passes while lingering (it wins over the quiet spell)",
+                lingering(Once, ms(400), ms(500)),
+                Event::Tick { now: ms(600) },
+                Phase::Closed(DrainTimeout),
+                Close,
+            ),
+            case(
+                "tick while open",
+                open,
+                Event::Tick { now: ms(9000) },
+                open,
+                Nothing,
+            ),
+            case(
+                "tick after the peer's FIN",
+                peer_closed,
+                Event::Tick { now: ms(9000) },
+                peer_closed,
+                Nothing,
+            ),
+            case(
+                "tick once closed",
+                Phase::Closed(Once),
+                Event::Tick { now: ms(9000) },
+                Phase::Closed(Once),
+                Nothing,
+            ),
+            // A hard deadline noticed by the loop.
+            case(
+                "deadline while open",
+                open,
+                Event::Deadline,
+                Phase::Closed(DrainTimeout),
+                Close,
+            ),
+            case(
+                "deadline after the peer's FIN",
+                peer_closed,
+                Event::Deadline,
+                Phase::Closed(DrainTimeout),
+                Close,
+            ),
+            case(
+                "deadline while flushing",
+                flush(Once, true),
+                Event::Deadline,
+                Phase::Closed(DrainTimeout),
+                Close,
+            ),
+            case(
+                "deadline while flushing for idleness",
+                flush(IdleTimeout, false),
+                Event::Deadline,
+                Phase::Closed(IdleTimeout),
+                Close,
+            ),
+            case(
+                "deadline while lingering",
+                linger(BadFrame),
+                Event::Deadline,
+                Phase::Closed(DrainTimeout),
+                Close,
+            ),
+            case(
+                "deadline once closed",
+                Phase::Closed(PeerClosed),
+                Event::Deadline,
+                Phase::Closed(PeerClosed),
+                Nothing,
+            ),
+            // begin_draining on each phase.
+            case(
+                "begin draining while open",
+                open,
+                Event::BeginDraining {
+                    reason: Once,
+                    until: ms(2000),
+                },
+                flush(Once, false),
+                Nothing,
+            ),
+            case(
+                "begin draining after the peer's FIN",
+                peer_closed,
+                Event::BeginDraining {
+                    reason: Shutdown,
+                    until: ms(2000),
+                },
+                flush(Shutdown, true),
+                Nothing,
+            ),
+            case(
+                "shutdown shortens a flush and keeps its reason",
+                flush(BadFrame, false),
+                Event::BeginDraining {
+                    reason: Shutdown,
+                    until: ms(1000),
+                },
+                flushing(BadFrame, ms(1000), false),
+                Nothing,
+            ),
+            case(
+                "a later deadline does not lengthen a flush",
+                flush(BadFrame, true),
+                Event::BeginDraining {
+                    reason: Shutdown,
+                    until: ms(5000),
+                },
+                flush(BadFrame, true),
+                Nothing,
+            ),
+            case(
+                "shutdown shortens a linger and keeps its reason",
+                linger(Once),
+                Event::BeginDraining {
+                    reason: Shutdown,
+                    until: ms(1000),
+                },
+                lingering(Once, ms(1000), ms(500)),
+                Nothing,
+            ),
+            case(
+                "a later deadline does not lengthen a linger",
+                linger(Once),
+                Event::BeginDraining {
+                    reason: Shutdown,
+                    until: ms(5000),
+                },
+                linger(Once),
+                Nothing,
+            ),
+            case(
+                "begin draining once closed",
+                Phase::Closed(Error),
+                Event::BeginDraining {
+                    reason: Shutdown,
+                    until: ms(5000),
+                },
+                Phase::Closed(Error),
+                Nothing,
+            ),
+            // Errors.
+            case(
+                "error while open",
+                open,
+                Event::Error,
+                Phase::Closed(Error),
+                Close,
+            ),
+            case(
+                "error after the peer's FIN",
+                peer_closed,
+                Event::Error,
+                Phase::Closed(Error),
+                Close,
+            ),
+            case(
+                "error while flushing",
+                flush(BadFrame, false),
+                Event::Error,
+                Phase::Closed(Error),
+                Close,
+            ),
+            case(
+                "error while lingering",
+                linger(Once),
+                Event::Error,
+                Phase::Closed(Error),
+                Close,
+            ),
+            case(
+                "error once closed keeps the first reason",
+                Phase::Closed(PeerClosed),
+                Event::Error,
+                Phase::Closed(PeerClosed),
+                Nothing,
+            ),
+        ];
+        for c in cases {
+            let step = c.from.on(c.event);
+            assert_eq!(
+                step,
+                Step {
+                    next: c.next,
+                    action: c.action
+                },
+                "{}: {:?} on {:?}",
+                c.name,
+                c.event,
+                c.from
+            );
+        }
+    }
+
+    /// Whatever happens in whatever phase: `Close` exactly when a
+    /// connection enters `Closed`, `SendFin` only from a flush, and a
+    /// closed connection never comes back.
+    #[test]
+    fn actions_match_the_phases_they_lead_to() {
+        let t0 = Instant::now();
+        let at = |n: u64| t0 + Duration::from_millis(n);
+        let mut phases = vec![Phase::Open, Phase::PeerClosed];
+        for reason in CloseReason::ALL {
+            phases.push(Phase::Closed(reason));
+            for peer_eof in [false, true] {
+                phases.push(flushing(reason, at(1000), peer_eof));
+            }
+            phases.push(lingering(reason, at(1000), at(500)));
+        }
+        let mut events = vec![
+            Event::Eof,
+            Event::Flushed,
+            Event::FinFailed,
+            Event::Deadline,
+            Event::Error,
+        ];
+        for n in [0, 499, 500, 999, 1000, 5000] {
+            let now = at(n);
+            events.extend([
+                Event::Input { now },
+                Event::Progress { now, cap: None },
+                Event::Progress {
+                    now,
+                    cap: Some(at(1200)),
+                },
+                Event::FinSent { now },
+                Event::Tick { now },
+                Event::BeginDraining {
+                    reason: Shutdown,
+                    until: now,
+                },
+            ]);
+        }
+        for &from in &phases {
+            for &event in &events {
+                let step = from.on(event);
+                let entered_closed =
+                    matches!(step.next, Phase::Closed(_)) && !matches!(from, Phase::Closed(_));
+                assert_eq!(
+                    step.action == Close,
+                    entered_closed,
+                    "{event:?} on {from:?}"
+                );
+                if step.action == SendFin {
+                    assert!(matches!(from, Phase::Flushing { .. }), "{from:?}");
+                    assert_eq!(step.next, from);
+                }
+                if matches!(from, Phase::Closed(_)) {
+                    assert_eq!(step.next, from, "{event:?} brought {from:?} back");
+                }
+                // A drain's deadline only moves later by progress.
+                if let (Some(before), Some(after)) = (until(from), until(step.next)) {
+                    if !matches!(event, Event::Progress { .. }) {
+                        assert!(after <= before, "{event:?} on {from:?} moved the deadline");
+                    }
+                }
+            }
+        }
+    }
+
+    fn until(phase: Phase) -> Option<Instant> {
+        match phase {
+            Phase::Flushing { until, .. } | Phase::Lingering { until, .. } => Some(until),
+            _ => None,
+        }
+    }
+
+    /// Which phases count as draining (the worker's exact count depends on
+    /// it) and which read.
+    #[test]
+    fn draining_and_reading_by_phase() {
+        let t = Instant::now();
+        let rows = [
+            (Phase::Open, false, true),
+            (Phase::PeerClosed, false, false),
+            (flushing(Once, t, false), true, true),
+            (flushing(Once, t, true), true, false),
+            (lingering(Once, t, t), true, true),
+            (Phase::Closed(Once), false, false),
+        ];
+        for (phase, draining, reads) in rows {
+            assert_eq!(phase.is_draining(), draining, "{phase:?}");
+            assert_eq!(phase.reads(), reads, "{phase:?}");
+        }
+    }
+}
