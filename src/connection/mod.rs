@@ -1,20 +1,30 @@
-//! One TCP or unix connection: its readiness, its outbound queue, and the
-//! state machine that decides what happens to the bytes.
+//! One TCP or unix connection: the socket glue around the pure state machine
+//! in [`state`].
+//!
+//! This file does the I/O: reads and writes, readiness, the outbound queue.
+//! What the outcomes mean for the connection's life is decided by
+//! [`Phase::on`], fed through [`Connection::apply`]; only
+//! [`Connection::set_phase`] changes the phase.
 //!
 //! Readiness is kept here, in user space (sozu's habit), because mio is
 //! edge-triggered: an event says "something changed", and the connection
-//! remembers `readable`/`writable` until a read or write proves otherwise.
-//! Only `Connection::set_phase` changes the phase.
+//! remembers readable/writable until a read or write proves otherwise.
+//!
+//! The steady echo is a state, not a predicate: the connection's [`Flags`]
+//! are one byte, and it is in the steady echo exactly when that byte says
+//! readable and writable and nothing else (open, plain echo without
+//! `--once`, nothing owed, not paused, no FIN reported). Each flag is kept
+//! where its input changes, so `drive` tests one comparison.
 
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::{debug, warn};
-use mio::event::Event;
 
 pub mod queue;
+pub mod state;
 
 use crate::clock::TurnClock;
 use crate::config::Mode;
@@ -23,25 +33,13 @@ use crate::stats::{CloseReason, Stats};
 use echod_common::framing::FrameDecoder;
 use echod_common::stream::MioStream as Stream;
 use queue::{ChunkPool, OutQueue};
+pub use state::DRAIN_LINGER;
+use state::{Action, Event, Phase};
 
 /// Bytes read from one connection per loop turn before the others are served
 /// (redis caps writes at 64 KiB per event for the same reason): one full read
 /// of the loop buffer.
 pub const READ_BUDGET: usize = 256 * 1024;
-
-/// How long a connection we are ending may go without progress (no byte
-/// written to the peer) before it is closed regardless.
-pub const DRAIN_LINGER: Duration = Duration::from_secs(2);
-
-/// After our FIN: close once the peer has sent nothing for this long (its
-/// in-flight bytes have arrived, so closing cannot reset away our echoes).
-/// nginx's `lingering_timeout` is the same idea (5 s there; loopback and LAN
-/// peers need far less, and shutdown should not wait on idle clients).
-pub const LINGER_QUIET: Duration = Duration::from_millis(500);
-
-/// After our FIN: close at the latest this long later, even if the peer keeps
-/// sending (nginx's `lingering_time`).
-pub const LINGER_MAX: Duration = Duration::from_secs(2);
 
 /// Who is on the other end, for logs. Unix peers are anonymous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,42 +57,6 @@ impl fmt::Display for Peer {
     }
 }
 
-/// The bookkeeping of a connection we are ending.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Drain {
-    /// Why we began ending it. Set once, by the first
-    /// [`Connection::begin_draining`]: a shutdown that overtakes a drain
-    /// under way shortens its deadline but keeps this.
-    pub reason: CloseReason,
-    /// Hard deadline. Each write that makes progress pushes it to
-    /// [`DRAIN_LINGER`] from then, but never past the shutdown deadline
-    /// (`Shared::shutdown_deadline`) and never closer. Invariant: once
-    /// shutdown has begun, `until <= ` the shutdown deadline.
-    pub until: Instant,
-    /// Set when our FIN has been sent: closed once no input arrived until then.
-    pub quiet_until: Option<Instant>,
-    /// The peer's FIN has been read.
-    pub peer_eof: bool,
-}
-
-/// Where a connection is in its life. Only `Connection::set_phase` changes it.
-///
-/// `repr(u8)` gives the phase an explicit tag: without it the tag hides in a
-/// niche of `Drain`'s `Instant`s, and every `match` on the hot path decodes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Phase {
-    /// Reading and echoing; reading pauses while the queue is over the limit.
-    Open,
-    /// Peer sent FIN: echo what is owed, then close.
-    PeerClosed,
-    /// We are ending it: flush what is owed, half-close, discard input until
-    /// EOF, a quiet spell, or the deadline.
-    Draining(Drain),
-    /// Done; removed from the slab after this event batch.
-    Closed(CloseReason),
-}
-
 /// What the loop should do with a connection after driving it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
@@ -105,6 +67,112 @@ pub enum Next {
     /// Closed: reap after the batch (the reason is the connection's own,
     /// [`Connection::closed_reason`]).
     Reap,
+}
+
+/// What one read or write did, by name (a bare `Ok(0)` from a read would
+/// otherwise mean end of stream, and a swallowed WouldBlock or EINTR, too).
+/// Any other error stays an `io::Error`: the connection's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Io {
+    /// Bytes moved (a write may move fewer than it was given, even none).
+    Progress(usize),
+    /// Nothing to read, or no room to write, until the socket's next edge.
+    WouldBlock,
+    /// A read found the end of the stream: the peer's FIN.
+    Eof,
+    /// A signal interrupted the call: nothing moved, try again.
+    Interrupted,
+}
+
+impl Io {
+    /// Names what a read returned.
+    #[inline(always)]
+    fn of_read(result: io::Result<usize>) -> io::Result<Io> {
+        match result {
+            Ok(0) => Ok(Io::Eof),
+            Ok(n) => Ok(Io::Progress(n)),
+            Err(e) => Io::of_error(e),
+        }
+    }
+
+    /// Names what a write returned.
+    #[inline(always)]
+    fn of_write(result: io::Result<usize>) -> io::Result<Io> {
+        match result {
+            Ok(n) => Ok(Io::Progress(n)),
+            Err(e) => Io::of_error(e),
+        }
+    }
+
+    /// WouldBlock and EINTR are outcomes; anything else is an error.
+    #[inline(always)]
+    fn of_error(e: io::Error) -> io::Result<Io> {
+        match e.kind() {
+            io::ErrorKind::WouldBlock => Ok(Io::WouldBlock),
+            io::ErrorKind::Interrupted => Ok(Io::Interrupted),
+            _ => Err(e),
+        }
+    }
+}
+
+/// A connection's flags, one bit each in one byte, so that the steady echo
+/// is one state tested with one comparison ([`Flags::is_steady`]) instead
+/// of an AND of eight conditions. Each bit is set and cleared where its
+/// input changes: readiness by events, reads and writes; `OWED` and
+/// `PAUSED` by the queue's pushes and flushes; `ENDING` by `set_phase`;
+/// `NOT_PLAIN_ECHO` at birth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Flags(u8);
+
+impl Flags {
+    /// The socket may have input (an event said so; no read said otherwise).
+    const READABLE: u8 = 1;
+    /// The socket may take bytes (an event said so; no write said otherwise).
+    const WRITABLE: u8 = 1 << 1;
+    /// The kernel reported the peer's FIN/HUP: keep reading to EOF even after
+    /// a short read (the edge for it has already been delivered).
+    const READ_CLOSED: u8 = 1 << 2;
+    /// Over `--queue-limit`: not read until the queue drains to half of it.
+    const PAUSED: u8 = 1 << 3;
+    /// Bytes are queued: mirrors `!queue.is_empty()` (checked in `drive`).
+    const OWED: u8 = 1 << 4;
+    /// The phase is not `Open`.
+    const ENDING: u8 = 1 << 5;
+    /// Framed mode or `--once`: every read is looked at, none just echoed.
+    const NOT_PLAIN_ECHO: u8 = 1 << 6;
+    /// The steady echo: readable, writable, and none of the others.
+    const STEADY: u8 = Flags::READABLE | Flags::WRITABLE;
+
+    #[inline(always)]
+    fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+
+    #[inline(always)]
+    fn set(&mut self, bit: u8) {
+        self.0 |= bit;
+    }
+
+    #[inline(always)]
+    fn clear(&mut self, bit: u8) {
+        self.0 &= !bit;
+    }
+
+    #[inline(always)]
+    fn assign(&mut self, bit: u8, on: bool) {
+        if on {
+            self.set(bit)
+        } else {
+            self.clear(bit)
+        }
+    }
+
+    /// Open, plain echo, nothing owed, readable and writable, not paused, no
+    /// FIN reported: one read, one write ([`Connection::echo_steady`]).
+    #[inline(always)]
+    fn is_steady(self) -> bool {
+        self.0 == Flags::STEADY
+    }
 }
 
 /// A connection's whole state. Small on purpose: an idle one costs this
@@ -120,18 +188,23 @@ pub struct Connection {
     /// Last moment a byte moved either way; kept only with `--idle-timeout`
     /// (otherwise the moment of accept, never read).
     last_active: Instant,
-    readable: bool,
-    writable: bool,
-    /// The kernel reported the peer's FIN/HUP: keep reading to EOF even after
-    /// a short read (the edge for it has already been delivered).
-    read_closed: bool,
-    /// Over `--queue-limit`: not read until the queue drains to half of it.
-    paused: bool,
+    flags: Flags,
 }
 
 impl Connection {
     /// A new connection, optimistically writable (a fresh socket is).
-    pub fn new(stream: Stream, peer: Peer, mode: Mode, max_frame: u64, now: Instant) -> Self {
+    /// `once` is `--once`: like framed mode, it keeps the connection out of
+    /// the steady echo, since its first read ends it.
+    pub fn new(
+        stream: Stream,
+        peer: Peer,
+        mode: Mode,
+        once: bool,
+        max_frame: u64,
+        now: Instant,
+    ) -> Self {
+        let mut flags = Flags(Flags::WRITABLE);
+        flags.assign(Flags::NOT_PLAIN_ECHO, mode == Mode::Framed || once);
         Connection {
             stream,
             peer,
@@ -139,10 +212,7 @@ impl Connection {
             phase: Phase::Open,
             decoder: (mode == Mode::Framed).then(|| FrameDecoder::new(max_frame)),
             last_active: now,
-            readable: false,
-            writable: true,
-            read_closed: false,
-            paused: false,
+            flags,
         }
     }
 
@@ -165,15 +235,16 @@ impl Connection {
         }
     }
 
-    /// Whether the connection is being ended by us (needs deadline checks).
+    /// Whether the connection is being ended by us, flushing or lingering
+    /// (it needs deadline checks).
     pub fn is_draining(&self) -> bool {
-        matches!(self.phase, Phase::Draining(_))
+        self.phase.is_draining()
     }
 
     /// Whether reading is stopped because more than `--queue-limit` bytes are
     /// queued (until the queue drains to half of it).
     pub fn is_paused(&self) -> bool {
-        self.paused
+        self.flags.has(Flags::PAUSED)
     }
 
     /// When the last byte moved either way.
@@ -182,52 +253,50 @@ impl Connection {
     }
 
     /// Records what an event says about the socket's readiness.
-    pub fn on_event(&mut self, event: &Event) {
+    #[inline]
+    pub fn on_event(&mut self, event: &mio::event::Event) {
         if event.is_readable() || event.is_read_closed() || event.is_error() {
-            self.readable = true;
+            self.flags.set(Flags::READABLE);
         }
         if event.is_read_closed() {
-            self.read_closed = true;
+            self.flags.set(Flags::READ_CLOSED);
         }
         if event.is_writable() || event.is_write_closed() || event.is_error() {
-            self.writable = true;
+            self.flags.set(Flags::WRITABLE);
         }
     }
 
-    /// The one place the phase changes.
+    /// The one place the phase changes (to what [`Phase::on`] decided).
     fn set_phase(&mut self, phase: Phase) {
         debug_assert!(
             !matches!(self.phase, Phase::Closed(_)),
             "a closed connection does not come back"
         );
         self.phase = phase;
+        self.flags.assign(Flags::ENDING, phase != Phase::Open);
+    }
+
+    /// Feeds `event` to the state machine: moves to the phase it decides
+    /// and returns the action left for the glue to do.
+    fn apply(&mut self, event: Event) -> Action {
+        let step = self.phase.on(event);
+        if step.next != self.phase {
+            self.set_phase(step.next);
+        }
+        step.action
     }
 
     /// Starts ending the connection for `reason`: what is owed is still
     /// flushed, then we half-close and discard input until EOF, a quiet
     /// spell, or `until`.
     ///
-    /// On a connection already draining, a later call may only bring
-    /// `until` closer; the drain keeps the reason it began with (a
+    /// On a connection already flushing or lingering, a later call may only
+    /// bring `until` closer; the drain keeps the reason it began with (a
     /// connection draining after a bad frame is still counted as one when
     /// a shutdown shortens its deadline). On a closed connection it does
     /// nothing.
     pub fn begin_draining(&mut self, reason: CloseReason, until: Instant) {
-        match self.phase {
-            Phase::Open | Phase::PeerClosed => {
-                let peer_eof = self.phase == Phase::PeerClosed;
-                self.set_phase(Phase::Draining(Drain {
-                    reason,
-                    until,
-                    quiet_until: None,
-                    peer_eof,
-                }));
-            }
-            Phase::Draining(drain) if until < drain.until => {
-                self.set_phase(Phase::Draining(Drain { until, ..drain }));
-            }
-            _ => {}
-        }
+        self.apply(Event::BeginDraining { reason, until });
     }
 
     /// Timer check for a draining connection: closes it if its quiet spell
@@ -235,18 +304,7 @@ impl Connection {
     /// [`Connection::close_at_deadline`] does). Returns whether it is now
     /// closed.
     pub fn drain_expired(&mut self, now: Instant) -> bool {
-        let Phase::Draining(drain) = self.phase else {
-            return false;
-        };
-        if now >= drain.until {
-            self.close_at_deadline();
-            return true;
-        }
-        if drain.quiet_until.is_some_and(|q| now >= q) {
-            self.set_phase(Phase::Closed(drain.reason));
-            return true;
-        }
-        false
+        self.apply(Event::Tick { now }) == Action::Close
     }
 
     /// A hard deadline passed before the connection could be ended cleanly:
@@ -256,19 +314,7 @@ impl Connection {
     /// it was not draining), so both count it the same. A closed
     /// connection stays as it is. The socket is dropped when reaped.
     pub fn close_at_deadline(&mut self) {
-        let reason = match self.phase {
-            Phase::Closed(_) => return,
-            Phase::Draining(drain) => drain.reason,
-            Phase::Open | Phase::PeerClosed => CloseReason::Shutdown,
-        };
-        self.set_phase(Phase::Closed(reason.at_drain_deadline()));
-    }
-
-    /// Closes at once for `reason`; the socket is dropped when reaped.
-    fn force_close(&mut self, reason: CloseReason) {
-        if !matches!(self.phase, Phase::Closed(_)) {
-            self.set_phase(Phase::Closed(reason));
-        }
+        self.apply(Event::Deadline);
     }
 
     /// Queues `bytes` to be sent before anything the peer sends is echoed.
@@ -282,32 +328,36 @@ impl Connection {
     /// Does everything the connection can do now: flush, read, echo, change
     /// phase. Called after an event, from the ready list, and by timers.
     ///
-    /// The steady state of echo mode takes [`Connection::echo_steady`]: one
-    /// read, one write. The general loop below keeps only the open state
-    /// inline; everything else happens in [`Connection::settle_phase`], out
-    /// of line.
+    /// The steady echo takes [`Connection::echo_steady`]: one read, one
+    /// write. The general loop below keeps only the open state inline;
+    /// everything else happens in [`Connection::settle_phase`], out of line.
     pub fn drive(&mut self, shared: &mut Shared) -> Next {
-        if self.in_steady_echo(shared) {
+        debug_assert_eq!(
+            self.flags.has(Flags::OWED),
+            !self.queue.is_empty(),
+            "the OWED flag drifted from the queue"
+        );
+        if self.flags.is_steady() {
             if let Some(next) = self.echo_steady(shared) {
                 return next;
             }
         }
         let mut budget = READ_BUDGET;
         loop {
-            if !self.queue.is_empty() {
+            if self.flags.has(Flags::OWED) {
                 if let Err(e) = self.flush(shared) {
                     return self.fail(e);
                 }
-                if self.paused && self.queue.len() <= shared.queue_limit / 2 {
-                    self.paused = false;
+                if self.flags.has(Flags::PAUSED) && self.queue.len() <= shared.queue_limit / 2 {
+                    self.flags.clear(Flags::PAUSED);
                 }
             }
-            if !matches!(self.phase, Phase::Open) {
+            if self.flags.has(Flags::ENDING) {
                 if let Some(next) = self.settle_phase(shared) {
                     return next;
                 }
             }
-            if !self.readable || self.paused {
+            if !self.flags.has(Flags::READABLE) || self.flags.has(Flags::PAUSED) {
                 return Next::Wait;
             }
             if budget == 0 {
@@ -320,25 +370,11 @@ impl Connection {
         }
     }
 
-    /// The steady state of an echo connection: open, echo mode, not
-    /// `--once`, nothing owed, readable and writable, not paused, no FIN seen.
-    #[inline(always)]
-    fn in_steady_echo(&self, shared: &Shared) -> bool {
-        matches!(self.phase, Phase::Open)
-            && self.decoder.is_none()
-            && !shared.once
-            && self.queue.is_empty()
-            && self.readable
-            && self.writable
-            && !self.paused
-            && !self.read_closed
-    }
-
-    /// The steady state in the C server's steps: one read into the loop
+    /// The steady echo in the C server's steps: one read into the loop
     /// buffer, one write of what it read, with the same bookkeeping as the
     /// general path (`recv`, `wrote`, `queue_rest`), so nothing is read
-    /// twice or lost: `None` hands what is left (EOF, WouldBlock, an
-    /// interrupted read, bytes queued) to the general path.
+    /// twice or lost: `None` hands what is left (end of stream, WouldBlock,
+    /// an interrupted read, bytes queued) to the general path.
     #[inline(always)]
     fn echo_steady(&mut self, shared: &mut Shared) -> Option<Next> {
         let n = match self.recv(
@@ -346,8 +382,8 @@ impl Connection {
             &mut shared.stats,
             shared.track_idle.then_some(&shared.clock),
         ) {
-            Ok(0) => return None,
-            Ok(n) => n,
+            Ok(Io::Progress(n)) => n,
+            Ok(Io::WouldBlock | Io::Eof | Io::Interrupted) => return None,
             Err(e) => return Some(self.fail(e)),
         };
         let input = &shared.read_buf[..n];
@@ -365,50 +401,34 @@ impl Connection {
         // Still readable only after a full buffer: more may be waiting, but
         // its budget (one full read) is spent, so it is served again after
         // the others.
-        Some(if self.readable {
+        Some(if self.flags.has(Flags::READABLE) {
             Next::Again
         } else {
             Next::Wait
         })
     }
 
-    /// Outside `Open`: moves the phase on once what is owed is out. Returns
-    /// what `drive` should return, or `None` to go on reading (a draining
-    /// connection discards input until EOF).
+    /// Outside `Open`: tells the state machine once nothing is owed, sends
+    /// our FIN when it asks for it. Returns what `drive` should return, or
+    /// `None` to go on reading (a connection being ended discards input
+    /// until EOF).
     #[inline(never)]
     fn settle_phase(&mut self, shared: &Shared) -> Option<Next> {
+        if self.queue.is_empty() && self.apply(Event::Flushed) == Action::SendFin {
+            // Owed bytes are out: FIN, then drain input so our close does
+            // not become a reset that wipes the last echoes.
+            let sent = match self.stream.shutdown_write() {
+                Ok(()) => Event::FinSent {
+                    now: shared.clock.now(),
+                },
+                Err(_) => Event::FinFailed,
+            };
+            self.apply(sent);
+        }
         match self.phase {
-            Phase::Open => None,
             Phase::Closed(_) => Some(Next::Reap),
-            Phase::PeerClosed if self.queue.is_empty() => {
-                self.set_phase(Phase::Closed(CloseReason::PeerClosed));
-                Some(Next::Reap)
-            }
-            Phase::PeerClosed => Some(Next::Wait),
-            Phase::Draining(drain) => {
-                if self.queue.is_empty() {
-                    if drain.peer_eof {
-                        self.set_phase(Phase::Closed(drain.reason));
-                        return Some(Next::Reap);
-                    }
-                    if drain.quiet_until.is_none() {
-                        // Owed bytes are out: FIN, then drain input so our
-                        // close does not become a reset that wipes the last
-                        // echoes.
-                        if self.stream.shutdown_write().is_err() {
-                            self.set_phase(Phase::Closed(drain.reason));
-                            return Some(Next::Reap);
-                        }
-                        let now = shared.clock.now();
-                        self.set_phase(Phase::Draining(Drain {
-                            until: drain.until.min(now + LINGER_MAX),
-                            quiet_until: Some(now + LINGER_QUIET),
-                            ..drain
-                        }));
-                    }
-                }
-                drain.peer_eof.then_some(Next::Wait)
-            }
+            phase if phase.reads() => None,
+            _ => Some(Next::Wait),
         }
     }
 
@@ -421,8 +441,8 @@ impl Connection {
             &mut shared.stats,
             shared.track_idle.then_some(&shared.clock),
         ) {
-            Ok(0) => Ok(0),
-            Ok(n) => self.on_input(&buf[..n], shared).map(|()| n),
+            Ok(Io::Progress(n)) => self.on_input(&buf[..n], shared).map(|()| n),
+            Ok(Io::WouldBlock | Io::Eof | Io::Interrupted) => Ok(0),
             Err(e) => Err(e),
         };
         shared.read_buf = buf;
@@ -431,73 +451,65 @@ impl Connection {
 
     /// One read into `buf`, and what it says about the socket: readiness,
     /// the peer's EOF (the phase moves on), the counter and, when idle time
-    /// is tracked (`activity`), the idle timestamp. `Ok(0)` means nothing to
-    /// act on: EOF, WouldBlock, or an interrupted read (still readable, so
-    /// read again).
+    /// is tracked (`activity`), the idle timestamp.
     #[inline(always)]
     fn recv(
         &mut self,
         buf: &mut [u8],
         stats: &mut Stats,
         activity: Option<&TurnClock>,
-    ) -> io::Result<usize> {
-        match self.stream.read(buf) {
-            Ok(0) => {
-                self.readable = false;
-                self.on_eof();
-                Ok(0)
-            }
-            Ok(n) => {
+    ) -> io::Result<Io> {
+        let outcome = Io::of_read(self.stream.read(buf))?;
+        match outcome {
+            Io::Progress(n) => {
                 stats.bytes_in += n as u64;
                 if let Some(clock) = activity {
                     self.last_active = clock.now();
                 }
-                if n < buf.len() && !self.read_closed {
+                if n < buf.len() && !self.flags.has(Flags::READ_CLOSED) {
                     // Short read: the socket is drained; edge-triggered epoll
                     // reports new data, so the read that would only say
                     // WouldBlock is skipped.
-                    self.readable = false;
+                    self.flags.clear(Flags::READABLE);
                 }
-                Ok(n)
             }
-            Err(e) => not_done(e, &mut self.readable),
+            Io::WouldBlock => self.flags.clear(Flags::READABLE),
+            Io::Eof => {
+                self.flags.clear(Flags::READABLE);
+                self.on_eof();
+            }
+            // Still readable: read again.
+            Io::Interrupted => {}
         }
+        Ok(outcome)
     }
 
+    #[cold]
     fn on_eof(&mut self) {
-        match self.phase {
-            Phase::Open => {
-                if let Some(d) = &self.decoder {
-                    if !d.at_boundary() {
-                        debug!("{}: peer closed in the middle of a frame", self.peer);
-                    }
+        if self.phase == Phase::Open {
+            if let Some(d) = &self.decoder {
+                if !d.at_boundary() {
+                    debug!("{}: peer closed in the middle of a frame", self.peer);
                 }
-                self.set_phase(Phase::PeerClosed);
             }
-            Phase::Draining(drain) => self.set_phase(Phase::Draining(Drain {
-                peer_eof: true,
-                ..drain
-            })),
-            _ => {}
         }
+        self.apply(Event::Eof);
     }
 
     /// What the bytes just read mean in the current phase and mode.
     fn on_input(&mut self, input: &[u8], shared: &mut Shared) -> io::Result<()> {
         match self.phase {
             Phase::Open => {}
-            Phase::Draining(drain) => {
-                // Input after our decision is discarded; while it keeps
-                // coming after our FIN, the quiet spell starts over.
-                if drain.quiet_until.is_some() {
-                    self.set_phase(Phase::Draining(Drain {
-                        quiet_until: Some(shared.clock.now() + LINGER_QUIET),
-                        ..drain
-                    }));
-                }
+            Phase::Lingering { .. } => {
+                // Input after our FIN is discarded, and the quiet spell
+                // starts over.
+                self.apply(Event::Input {
+                    now: shared.clock.now(),
+                });
                 return Ok(());
             }
-            Phase::PeerClosed | Phase::Closed(_) => return Ok(()),
+            // Discarded: the peer closed, or we are ending it.
+            Phase::PeerClosed | Phase::Flushing { .. } | Phase::Closed(_) => return Ok(()),
         }
         let once = shared.once;
         match self.decoder.as_mut() {
@@ -540,7 +552,7 @@ impl Connection {
             return Ok(());
         }
         let mut written = 0;
-        if self.queue.is_empty() && self.writable {
+        if self.queue.is_empty() && self.flags.has(Flags::WRITABLE) {
             let result = match parts.iter().find(|p| p.len() == total) {
                 Some(whole) => self.stream.write(whole),
                 None => self.stream.write_vectored(&parts.map(IoSlice::new)),
@@ -556,7 +568,8 @@ impl Connection {
 
     /// What a write of `total` bytes did: counts what went out, and a short
     /// write or WouldBlock means the socket is full (not writable until the
-    /// next edge). Returns the bytes written (0 after an interrupted write).
+    /// next edge). Returns the bytes written (0 after WouldBlock or an
+    /// interrupted write).
     #[inline(always)]
     fn wrote(
         &mut self,
@@ -564,15 +577,19 @@ impl Connection {
         total: usize,
         stats: &mut Stats,
     ) -> io::Result<usize> {
-        match result {
-            Ok(n) => {
+        match Io::of_write(result)? {
+            Io::Progress(n) => {
                 stats.bytes_out += n as u64;
                 if n < total {
-                    self.writable = false;
+                    self.flags.clear(Flags::WRITABLE);
                 }
                 Ok(n)
             }
-            Err(e) => not_done(e, &mut self.writable),
+            Io::WouldBlock => {
+                self.flags.clear(Flags::WRITABLE);
+                Ok(0)
+            }
+            Io::Interrupted | Io::Eof => Ok(0),
         }
     }
 
@@ -587,62 +604,62 @@ impl Connection {
             self.queue.push(&part[skip..], pool);
             skip = 0;
         }
+        self.flags.assign(Flags::OWED, !self.queue.is_empty());
         if self.queue.len() > limit {
-            self.paused = true;
+            self.flags.set(Flags::PAUSED);
         }
     }
 
     /// Drains the queue while the socket takes bytes.
     fn flush(&mut self, shared: &mut Shared) -> io::Result<()> {
-        while self.writable && !self.queue.is_empty() {
-            match self.queue.write_to(&mut self.stream, &mut shared.pool) {
-                Ok((n, all)) => {
-                    shared.stats.bytes_out += n as u64;
-                    if shared.track_idle {
-                        self.last_active = shared.clock.now();
+        let flushed = self.write_queued(shared);
+        self.flags.assign(Flags::OWED, !self.queue.is_empty());
+        flushed
+    }
+
+    fn write_queued(&mut self, shared: &mut Shared) -> io::Result<()> {
+        while self.flags.has(Flags::WRITABLE) && !self.queue.is_empty() {
+            let (n, all) = match self.queue.write_to(&mut self.stream, &mut shared.pool) {
+                Ok(wrote) => wrote,
+                Err(e) => match Io::of_error(e)? {
+                    Io::WouldBlock => {
+                        self.flags.clear(Flags::WRITABLE);
+                        continue;
                     }
-                    if self.is_draining() {
-                        // Only a drain needs the time: no clock read otherwise.
-                        self.note_progress(shared.clock.now(), shared.shutdown_deadline);
-                    }
-                    if !all {
-                        // A short write means the socket buffer is full; the
-                        // next writable edge will say when it has room.
-                        self.writable = false;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                    _ => continue,
+                },
+            };
+            shared.stats.bytes_out += n as u64;
+            if shared.track_idle {
+                self.last_active = shared.clock.now();
+            }
+            if self.is_draining() {
+                // Only a drain needs the time: no clock read otherwise.
+                self.apply(Event::Progress {
+                    now: shared.clock.now(),
+                    cap: shared.shutdown_deadline,
+                });
+            }
+            if !all {
+                // A short write means the socket buffer is full; the next
+                // writable edge will say when it has room.
+                self.flags.clear(Flags::WRITABLE);
             }
         }
         Ok(())
     }
 
-    /// A write made progress: a draining connection that has not sent its
-    /// FIN yet earns [`DRAIN_LINGER`] from `now`, capped at the shutdown
-    /// deadline `cap` (so a drain for shutdown, which begins at that
-    /// deadline, gains nothing), and never losing time it had.
-    fn note_progress(&mut self, now: Instant, cap: Option<Instant>) {
-        if let Phase::Draining(drain) = self.phase {
-            if drain.quiet_until.is_none() {
-                let earned = now + DRAIN_LINGER;
-                let until = cap.map_or(earned, |cap| earned.min(cap)).max(drain.until);
-                self.set_phase(Phase::Draining(Drain { until, ..drain }));
-            }
-        }
-    }
-
     #[cold]
     fn fail(&mut self, e: io::Error) -> Next {
         debug!("{}: {e}", self.peer);
-        self.force_close(CloseReason::Error);
+        self.apply(Event::Error);
         Next::Reap
     }
 
     /// Returns queued chunks to the pool before the connection is dropped.
     pub fn release(&mut self, shared: &mut Shared) {
         self.queue.clear(&mut shared.pool);
+        self.flags.clear(Flags::OWED);
     }
 
     /// Bytes still owed to the peer.
@@ -651,38 +668,30 @@ impl Connection {
     }
 }
 
-/// A read or write that moved nothing: WouldBlock clears `ready` (the socket
-/// waits for its next edge) and, like an interrupted call, counts as 0 bytes;
-/// anything else is the connection's error.
-#[inline(always)]
-fn not_done(e: io::Error, ready: &mut bool) -> io::Result<usize> {
-    match e.kind() {
-        io::ErrorKind::WouldBlock => {
-            *ready = false;
-            Ok(0)
-        }
-        io::ErrorKind::Interrupted => Ok(0),
-        _ => Err(e),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// A connection over one end of a unix socket pair (the other end is
     /// returned so it stays open); no poll, no I/O.
     fn connection(now: Instant) -> (Connection, mio::net::UnixStream) {
         let (ours, theirs) = mio::net::UnixStream::pair().expect("socketpair");
-        let conn = Connection::new(Stream::Unix(ours), Peer::Unix, Mode::Echo, 0, now);
+        let conn = Connection::new(Stream::Unix(ours), Peer::Unix, Mode::Echo, false, 0, now);
         (conn, theirs)
     }
 
-    fn drain_of(conn: &Connection) -> Drain {
+    /// The reason and deadline of a connection still flushing.
+    fn drain_of(conn: &Connection) -> (CloseReason, Instant) {
         match conn.phase() {
-            Phase::Draining(drain) => drain,
-            other => panic!("not draining: {other:?}"),
+            Phase::Flushing { reason, until, .. } => (reason, until),
+            other => panic!("not flushing: {other:?}"),
         }
+    }
+
+    /// A write of queued bytes made progress at `now`.
+    fn note_progress(conn: &mut Connection, now: Instant, cap: Option<Instant>) {
+        conn.apply(Event::Progress { now, cap });
     }
 
     /// Regression: a shutdown shortening a drain under way replaced its
@@ -701,11 +710,8 @@ mod tests {
             let deadline = t0 + Duration::from_millis(500);
             conn.begin_draining(CloseReason::Shutdown, deadline);
             let drain = drain_of(&conn);
-            assert_eq!(drain.reason, reason);
-            assert_eq!(
-                drain.until, deadline,
-                "{reason}: deadline not brought closer"
-            );
+            assert_eq!(drain.0, reason);
+            assert_eq!(drain.1, deadline, "{reason}: deadline not brought closer");
 
             // A later, farther deadline changes nothing.
             conn.begin_draining(CloseReason::Shutdown, t0 + Duration::from_secs(60));
@@ -757,21 +763,19 @@ mod tests {
 
         // Before shutdown: each write that makes progress earns DRAIN_LINGER.
         let t1 = t0 + Duration::from_secs(1);
-        conn.note_progress(t1, None);
-        assert_eq!(drain_of(&conn).until, t1 + DRAIN_LINGER);
+        note_progress(&mut conn, t1, None);
+        assert_eq!(drain_of(&conn).1, t1 + DRAIN_LINGER);
 
         // Shutdown with a deadline beyond the drain's: nothing shortens...
         let deadline = t1 + Duration::from_secs(3);
         conn.begin_draining(CloseReason::Shutdown, deadline);
-        assert_eq!(drain_of(&conn).until, t1 + DRAIN_LINGER);
+        assert_eq!(drain_of(&conn).1, t1 + DRAIN_LINGER);
         // ...but progress now earns time only up to the deadline.
         let t2 = t1 + Duration::from_secs(2);
-        conn.note_progress(t2, Some(deadline));
-        assert_eq!(drain_of(&conn).until, deadline);
-        conn.note_progress(t2 + Duration::from_millis(500), Some(deadline));
-        let drain = drain_of(&conn);
-        assert_eq!(drain.until, deadline);
-        assert_eq!(drain.reason, CloseReason::BadFrame);
+        note_progress(&mut conn, t2, Some(deadline));
+        assert_eq!(drain_of(&conn).1, deadline);
+        note_progress(&mut conn, t2 + Duration::from_millis(500), Some(deadline));
+        assert_eq!(drain_of(&conn), (CloseReason::BadFrame, deadline));
     }
 
     #[test]
@@ -780,10 +784,67 @@ mod tests {
         let (mut conn, _peer) = connection(t0);
         let deadline = t0 + Duration::from_secs(5);
         conn.begin_draining(CloseReason::Shutdown, deadline);
-        assert_eq!(drain_of(&conn).reason, CloseReason::Shutdown);
-        conn.note_progress(t0 + Duration::from_millis(100), Some(deadline));
-        assert_eq!(drain_of(&conn).until, deadline, "lost time");
-        conn.note_progress(t0 + Duration::from_millis(4900), Some(deadline));
-        assert_eq!(drain_of(&conn).until, deadline, "went past the deadline");
+        assert_eq!(drain_of(&conn).0, CloseReason::Shutdown);
+        note_progress(&mut conn, t0 + Duration::from_millis(100), Some(deadline));
+        assert_eq!(drain_of(&conn).1, deadline, "lost time");
+        note_progress(&mut conn, t0 + Duration::from_millis(4900), Some(deadline));
+        assert_eq!(drain_of(&conn).1, deadline, "went past the deadline");
+    }
+
+    /// `Ok(0)` from a read is the end of the stream, and nothing else is.
+    #[test]
+    fn io_outcomes_are_named() {
+        let err = |kind: io::ErrorKind| Err(io::Error::from(kind));
+        let rows: [(io::Result<usize>, Option<Io>, Option<Io>); 5] = [
+            (Ok(0), Some(Io::Eof), Some(Io::Progress(0))),
+            (Ok(7), Some(Io::Progress(7)), Some(Io::Progress(7))),
+            (
+                err(io::ErrorKind::WouldBlock),
+                Some(Io::WouldBlock),
+                Some(Io::WouldBlock),
+            ),
+            (
+                err(io::ErrorKind::Interrupted),
+                Some(Io::Interrupted),
+                Some(Io::Interrupted),
+            ),
+            (err(io::ErrorKind::ConnectionReset), None, None),
+        ];
+        for (result, read, write) in rows {
+            let copy = || match &result {
+                Ok(n) => Ok(*n),
+                Err(e) => Err(io::Error::from(e.kind())),
+            };
+            assert_eq!(Io::of_read(copy()).ok(), read, "{result:?}");
+            assert_eq!(Io::of_write(copy()).ok(), write, "{result:?}");
+        }
+    }
+
+    /// The steady echo is one state: readable and writable plain echo, and
+    /// left as soon as any of its conditions goes.
+    #[test]
+    fn the_steady_echo_is_one_flag_state() {
+        let t0 = Instant::now();
+        let steady = |mode, once| {
+            let (ours, _theirs) = mio::net::UnixStream::pair().expect("socketpair");
+            let mut conn = Connection::new(Stream::Unix(ours), Peer::Unix, mode, once, 0, t0);
+            assert!(!conn.flags.is_steady(), "not readable yet");
+            conn.flags.set(Flags::READABLE);
+            conn.flags.is_steady()
+        };
+        assert!(steady(Mode::Echo, false));
+        assert!(!steady(Mode::Echo, true), "--once");
+        assert!(!steady(Mode::Framed, false), "framed");
+
+        let (mut conn, _peer) = connection(t0);
+        conn.flags.set(Flags::READABLE);
+        for bit in [Flags::PAUSED, Flags::OWED, Flags::READ_CLOSED] {
+            let mut flags = conn.flags;
+            flags.set(bit);
+            assert!(!flags.is_steady(), "{bit:#b}");
+        }
+        assert!(conn.flags.is_steady());
+        conn.begin_draining(CloseReason::Shutdown, t0 + DRAIN_LINGER);
+        assert!(!conn.flags.is_steady(), "no longer open");
     }
 }

@@ -143,6 +143,7 @@ impl Worker {
             stream,
             peer,
             self.config.mode,
+            self.config.once,
             self.config.max_frame,
             self.shared.clock.now(),
         );
