@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use echod_common::flags::{parse_seconds, parse_size};
 
+use crate::memory::CHUNK_SIZE;
 use echod_common::addr::Endpoint;
+use echod_common::flags::{parse_seconds, parse_size};
 use echod_common::framing::{encode_header, MAX_HEADER_VALUE};
 
 /// What a TCP connection does with the bytes it receives.
@@ -83,6 +84,10 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
     pub shutdown_timeout: Duration,
 
+    /// Memory all connections of all workers may hold in data owed to peers; at it, reading stops and the biggest holders may be closed (e.g. 64MiB, 1GiB).
+    #[arg(long, value_name = "BYTES", default_value = "256MiB", value_parser = parse_size)]
+    pub max_memory: u64,
+
     /// Independent single-threaded loops, each with its own SO_REUSEPORT sockets.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
@@ -105,6 +110,9 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     pub shutdown_timeout: Duration,
     pub workers: usize,
+    /// `--max-memory`: bytes all workers' connections may hold for their
+    /// peers together (>= 1 chunk).
+    pub max_memory: usize,
 }
 
 /// A flag combination that parses but makes no sense, or an unreadable banner file.
@@ -165,6 +173,15 @@ impl Config {
             .ok()
             .filter(|&n| n >= 1)
             .ok_or_else(|| ConfigError("--queue-limit must be at least 1 byte".into()))?;
+        let max_memory = usize::try_from(args.max_memory)
+            .ok()
+            .filter(|&n| n >= CHUNK_SIZE)
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "--max-memory must be at least {} KiB (one buffer chunk)",
+                    CHUNK_SIZE / 1024
+                ))
+            })?;
         Ok(Config {
             listen: args.listen,
             udp: args.udp,
@@ -177,6 +194,7 @@ impl Config {
             idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
             shutdown_timeout: args.shutdown_timeout,
             workers: usize::from(args.workers),
+            max_memory,
         })
     }
 }
@@ -196,6 +214,7 @@ mod tests {
         assert_eq!(config.idle_timeout, None);
         assert_eq!(config.shutdown_timeout, Duration::from_secs(5));
         assert_eq!(config.workers, 1);
+        assert_eq!(config.max_memory, 256 << 20);
     }
 
     #[test]

@@ -18,6 +18,7 @@
 mod clock;
 mod config;
 mod connection;
+mod memory;
 mod server;
 mod shared;
 mod stats;
@@ -25,7 +26,7 @@ mod sys;
 mod udp;
 
 pub use config::{Args, Config, ConfigError, Mode};
-pub use connection::queue::CHUNK_SIZE;
+pub use memory::CHUNK_SIZE;
 pub use server::{
     signals::install_exit_on_second_signal, Server, ServerError, ShutdownHandle, READ_BUF_SIZE,
 };

@@ -34,11 +34,14 @@ pub enum CloseReason {
     /// down, the shutdown deadline (counted the same whichever passed).
     /// Never an idle timeout's drain.
     DrainTimeout,
+    /// Closed to give memory back: the daemon's `--max-memory` was spent and
+    /// this connection held the most of it without draining it.
+    MemoryPressure,
 }
 
 impl CloseReason {
     /// Every reason, in the order of [`Stats::closed`].
-    pub const ALL: [CloseReason; 7] = [
+    pub const ALL: [CloseReason; 8] = [
         CloseReason::PeerClosed,
         CloseReason::Error,
         CloseReason::IdleTimeout,
@@ -46,6 +49,7 @@ impl CloseReason {
         CloseReason::Once,
         CloseReason::BadFrame,
         CloseReason::DrainTimeout,
+        CloseReason::MemoryPressure,
     ];
 
     /// The snake_case name used in logs and the summary.
@@ -58,6 +62,7 @@ impl CloseReason {
             CloseReason::Once => "once",
             CloseReason::BadFrame => "bad_frame",
             CloseReason::DrainTimeout => "drain_timeout",
+            CloseReason::MemoryPressure => "memory_pressure",
         }
     }
 
@@ -132,7 +137,7 @@ pub struct Stats {
     /// UDP replies dropped because the socket would block.
     pub udp_reply_dropped: u64,
     /// Connections ended, indexed like [`CloseReason::ALL`].
-    pub closed: [u64; 7],
+    pub closed: [u64; CloseReason::ALL.len()],
 }
 
 impl Stats {

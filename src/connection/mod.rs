@@ -41,6 +41,14 @@ use state::{Action, Event, Phase};
 /// of the loop buffer.
 pub const READ_BUDGET: usize = 256 * 1024;
 
+/// What every connection may queue whatever the memory budget says: with
+/// the budget spent, a connection reads only while it owes less than this,
+/// and reads at most this much at a time, so a client that reads its echoes
+/// is still served while non-readers hold the budget (sozu gives every
+/// session its own fixed buffers for the same reason). 1,000 connections
+/// over their share add at most 1,000 x (16 + 16) KiB to the budget.
+pub const GUARANTEED_SHARE: usize = crate::memory::CHUNK_SIZE;
+
 /// Who is on the other end, for logs. Unix peers are anonymous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peer {
@@ -348,7 +356,7 @@ impl Connection {
                 if let Err(e) = self.flush(shared) {
                     return self.fail(e);
                 }
-                if self.flags.has(Flags::PAUSED) && self.queue.len() <= shared.queue_limit / 2 {
+                if self.flags.has(Flags::PAUSED) && self.may_resume(shared) {
                     self.flags.clear(Flags::PAUSED);
                 }
             }
@@ -377,8 +385,9 @@ impl Connection {
     /// an interrupted read, bytes queued) to the general path.
     #[inline(always)]
     fn echo_steady(&mut self, shared: &mut Shared) -> Option<Next> {
+        let read_len = shared.pool.read_len();
         let n = match self.recv(
-            &mut shared.read_buf,
+            &mut shared.read_buf[..read_len],
             &mut shared.stats,
             shared.track_idle.then_some(&shared.clock),
         ) {
@@ -436,8 +445,9 @@ impl Connection {
     /// Returns the bytes read.
     fn read_once(&mut self, shared: &mut Shared) -> io::Result<usize> {
         let mut buf = std::mem::take(&mut shared.read_buf);
+        let read_len = shared.pool.read_len();
         let outcome = match self.recv(
-            &mut buf,
+            &mut buf[..read_len],
             &mut shared.stats,
             shared.track_idle.then_some(&shared.clock),
         ) {
@@ -594,7 +604,9 @@ impl Connection {
     }
 
     /// Queues `parts` minus their first `skip` bytes (already written);
-    /// pauses reading when the queue goes over `limit`.
+    /// pauses reading when the queue goes over `limit`, or over its
+    /// guaranteed share ([`GUARANTEED_SHARE`]) while the daemon's memory
+    /// budget is spent.
     fn queue_rest(&mut self, parts: &[&[u8]], mut skip: usize, pool: &mut ChunkPool, limit: usize) {
         for part in parts {
             if skip >= part.len() {
@@ -605,9 +617,29 @@ impl Connection {
             skip = 0;
         }
         self.flags.assign(Flags::OWED, !self.queue.is_empty());
-        if self.queue.len() > limit {
+        let queued = self.queue.len();
+        if queued > limit || (queued > GUARANTEED_SHARE && !pool.budget().has_room()) {
             self.flags.set(Flags::PAUSED);
         }
+    }
+
+    /// Whether a paused connection may read again: its queue has drained to
+    /// half of `--queue-limit` (hysteresis), and either it is within its
+    /// guaranteed share or the budget has room again.
+    fn may_resume(&self, shared: &Shared) -> bool {
+        let queued = self.queue.len();
+        queued <= shared.queue_limit / 2
+            && (queued <= GUARANTEED_SHARE || shared.pool.budget().has_room())
+    }
+
+    /// Closes the connection at once to give its memory back (the worker
+    /// chose it as the biggest holder while the budget is spent). Returns
+    /// the bytes it held.
+    pub fn evict(&mut self, shared: &mut Shared) -> usize {
+        let held = self.queue.len();
+        self.apply(Event::Evicted);
+        self.release(shared);
+        held
     }
 
     /// Drains the queue while the socket takes bytes.

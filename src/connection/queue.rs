@@ -10,41 +10,62 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
+use std::sync::Arc;
 
-/// Bytes per pooled chunk: large enough that one `writev` of [`MAX_IOVECS`]
-/// chunks moves 1 MiB, small enough that a slow reader pins little beyond
-/// its limit and a small remainder wastes little.
-pub const CHUNK_SIZE: usize = 16 * 1024;
+use crate::memory::MemoryBudget;
+
+pub use crate::memory::CHUNK_SIZE;
 
 /// Chunks offered to one `writev`: 64 x 16 KiB = 1 MiB, the default queue limit.
 /// (Linux accepts up to 1024; more would only lengthen the stack array.)
 pub const MAX_IOVECS: usize = 64;
 
-/// Free chunks shared by every connection of one loop (one thread, no locks).
+/// Free chunks shared by every connection of one loop (one thread, no locks),
+/// and the count of those lent out, charged to the daemon's [`MemoryBudget`].
 ///
-/// Invariant: holds at most `max_free` chunks; extra chunks are freed, so a
-/// burst of slow readers does not pin its peak memory forever.
+/// Invariant: holds at most `max_free` idle chunks; extra chunks are freed.
+/// `lent` chunks are in queues, and exactly those are charged to the budget.
 #[derive(Debug)]
 pub struct ChunkPool {
     free: Vec<Box<[u8]>>,
     max_free: usize,
+    budget: Arc<MemoryBudget>,
+    /// [`ChunkPool::read_len`] while the budget has room.
+    full_read: usize,
+    /// What [`ChunkPool::read_len`] returns.
+    read_len: usize,
+    /// Chunks in queues now.
+    lent: usize,
+    /// The most chunks lent at once since the last [`ChunkPool::settle`].
+    peak_lent: usize,
     /// Chunks ever allocated (tests check that a steady state keeps it flat).
     #[cfg(test)]
     allocated: u64,
 }
 
 impl ChunkPool {
-    /// A pool that keeps up to `max_free` idle chunks for reuse.
-    pub fn new(max_free: usize) -> Self {
+    /// A pool that keeps up to `max_free` idle chunks for reuse and charges
+    /// the chunks it lends to `budget`; reads are `full_read` bytes while the
+    /// budget has room.
+    pub fn new(max_free: usize, budget: Arc<MemoryBudget>, full_read: usize) -> Self {
         ChunkPool {
             free: Vec::new(),
             max_free,
+            budget,
+            full_read,
+            read_len: full_read,
+            lent: 0,
+            peak_lent: 0,
             #[cfg(test)]
             allocated: 0,
         }
     }
 
     fn take(&mut self) -> Box<[u8]> {
+        self.budget.charge_chunk();
+        self.refresh_read_len();
+        self.lent += 1;
+        self.peak_lent = self.peak_lent.max(self.lent);
         self.free.pop().unwrap_or_else(|| {
             #[cfg(test)]
             {
@@ -55,9 +76,55 @@ impl ChunkPool {
     }
 
     fn give_back(&mut self, chunk: Box<[u8]>) {
+        self.budget.credit_chunk();
+        self.refresh_read_len();
+        self.lent -= 1;
         if self.free.len() < self.max_free {
             self.free.push(chunk);
         }
+    }
+
+    /// How much a connection may read at once: the whole loop buffer while
+    /// the budget has room, one guaranteed share once it is spent. Seen by
+    /// this worker as of its last chunk lent or returned: when other workers
+    /// spend the budget, this one caps its reads as soon as it queues
+    /// anything itself, which is when its reads would start to cost memory.
+    #[inline]
+    pub fn read_len(&self) -> usize {
+        self.read_len
+    }
+
+    fn refresh_read_len(&mut self) {
+        self.read_len = if self.budget.has_room() {
+            self.full_read
+        } else {
+            CHUNK_SIZE
+        };
+    }
+
+    /// The budget the lent chunks are charged to.
+    pub fn budget(&self) -> &MemoryBudget {
+        &self.budget
+    }
+
+    /// Whether lending went past `chunks` at once since the last settle:
+    /// memory grew, and may need giving back once the burst is over.
+    #[inline]
+    pub fn grew_past(&self, chunks: usize) -> bool {
+        self.peak_lent > chunks
+    }
+
+    /// Whether lending has fallen to a quarter of its peak: the burst is over.
+    pub fn burst_over(&self) -> bool {
+        self.lent <= self.peak_lent / 4
+    }
+
+    /// After a burst: keeps at most `keep` idle chunks, frees the rest and
+    /// starts watching for the next burst from what is lent now.
+    pub fn settle(&mut self, keep: usize) {
+        self.free.truncate(keep);
+        self.free.shrink_to_fit();
+        self.peak_lent = self.lent;
     }
 
     /// Chunks ever allocated by this pool (a steady state keeps this flat).
@@ -199,6 +266,32 @@ impl OutQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pool with a budget nothing in these tests reaches.
+    fn pool(max_free: usize) -> ChunkPool {
+        ChunkPool::new(max_free, Arc::new(MemoryBudget::new(usize::MAX)), 1 << 18)
+    }
+
+    #[test]
+    fn lent_chunks_are_charged_to_the_budget_and_a_burst_settles() {
+        let budget = Arc::new(MemoryBudget::new(usize::MAX));
+        let mut pool = ChunkPool::new(64, Arc::clone(&budget), 1 << 18);
+        let mut queue = OutQueue::new();
+        queue.push(&vec![7u8; 10 * CHUNK_SIZE], &mut pool);
+        assert_eq!(budget.used(), 10 * CHUNK_SIZE);
+        assert!(pool.grew_past(9));
+        assert!(!pool.burst_over());
+        queue.clear(&mut pool);
+        assert_eq!(budget.used(), 0);
+        assert!(pool.burst_over());
+        assert_eq!(pool.idle(), 10);
+        pool.settle(2);
+        assert_eq!(pool.idle(), 2);
+        assert!(
+            !pool.grew_past(0),
+            "watching starts again from what is lent"
+        );
+    }
     use proptest::prelude::*;
 
     /// A writer that accepts at most `limits[i]` bytes on its i-th call, or
@@ -239,7 +332,7 @@ mod tests {
 
     #[test]
     fn empty_queue_owns_no_chunk_and_writes_nothing() {
-        let mut pool = ChunkPool::new(4);
+        let mut pool = pool(4);
         let mut q = OutQueue::new();
         let mut w = Throttled {
             taken: vec![],
@@ -253,7 +346,7 @@ mod tests {
 
     #[test]
     fn would_block_keeps_everything() {
-        let mut pool = ChunkPool::new(4);
+        let mut pool = pool(4);
         let mut q = OutQueue::new();
         q.push(b"hello", &mut pool);
         let mut w = Throttled {
@@ -267,7 +360,7 @@ mod tests {
 
     #[test]
     fn drained_chunks_are_reused_not_reallocated() {
-        let mut pool = ChunkPool::new(8);
+        let mut pool = pool(8);
         let mut q = OutQueue::new();
         let data = vec![7u8; 3 * CHUNK_SIZE];
         for _ in 0..100 {
@@ -286,7 +379,7 @@ mod tests {
 
     #[test]
     fn pool_frees_chunks_beyond_its_cap() {
-        let mut pool = ChunkPool::new(1);
+        let mut pool = pool(1);
         let mut q = OutQueue::new();
         q.push(&vec![1u8; 4 * CHUNK_SIZE], &mut pool);
         q.clear(&mut pool);
@@ -302,7 +395,7 @@ mod tests {
             pushes in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40_000), 1..12),
             limits in proptest::collection::vec(0usize..70_000, 0..40),
         ) {
-            let mut pool = ChunkPool::new(16);
+            let mut pool = pool(16);
             let mut q = OutQueue::new();
             let mut w = Throttled { taken: vec![], limits, calls: 0 };
             let mut expected = Vec::new();

@@ -116,6 +116,10 @@ pub enum Event {
     BeginDraining { reason: CloseReason, until: Instant },
     /// A read or write failed.
     Error,
+    /// The daemon's memory budget is spent and this connection holds the
+    /// most of it: closed at once, nothing more is owed to a peer that
+    /// does not read.
+    Evicted,
 }
 
 /// What the socket glue must do after a transition.
@@ -179,6 +183,7 @@ impl Phase {
                 }
             }
             (_, Event::Error) => Closed(CloseReason::Error),
+            (_, Event::Evicted) => Closed(CloseReason::MemoryPressure),
             (_, Event::Deadline) => Closed(self.reason().at_drain_deadline()),
 
             (Open, Event::Eof) => PeerClosed,
@@ -736,6 +741,28 @@ mod tests {
                 Phase::Closed(Error),
                 Close,
             ),
+            // Eviction under memory pressure.
+            case(
+                "evicted while open",
+                open,
+                Event::Evicted,
+                Phase::Closed(MemoryPressure),
+                Close,
+            ),
+            case(
+                "evicted while flushing",
+                flush(BadFrame, false),
+                Event::Evicted,
+                Phase::Closed(MemoryPressure),
+                Close,
+            ),
+            case(
+                "evicted once closed keeps the first reason",
+                Phase::Closed(PeerClosed),
+                Event::Evicted,
+                Phase::Closed(PeerClosed),
+                Nothing,
+            ),
             case(
                 "error once closed keeps the first reason",
                 Phase::Closed(PeerClosed),
@@ -781,6 +808,7 @@ mod tests {
             Event::FinFailed,
             Event::Deadline,
             Event::Error,
+            Event::Evicted,
         ];
         for n in [0, 499, 500, 999, 1000, 5000] {
             let now = at(n);

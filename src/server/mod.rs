@@ -26,6 +26,7 @@ use log::{debug, warn};
 use mio::Waker;
 
 use crate::config::Config;
+use crate::memory::MemoryBudget;
 use crate::stats::{OpenConnections, Stats};
 use echod_common::addr::Endpoint;
 use listener::BindError;
@@ -116,6 +117,7 @@ impl Server {
         let bound = bind::bind_all(&config)?;
         let open = Arc::new(OpenConnections::default());
         let requested = Arc::new(AtomicBool::new(false));
+        let budget = Arc::new(MemoryBudget::new(config.max_memory));
         let mut workers = Vec::with_capacity(config.workers);
         let mut wakers = Vec::with_capacity(config.workers);
         for (id, (sockets, signals)) in bound.workers.into_iter().zip(signal_sources).enumerate() {
@@ -125,6 +127,7 @@ impl Server {
                 sockets,
                 signals,
                 Arc::clone(&open),
+                Arc::clone(&budget),
                 Arc::clone(&requested),
             )
             .map_err(|e| ServerError::Io("start a worker", e))?;

@@ -37,6 +37,7 @@ use super::signals::SignalSource;
 use crate::config::Config;
 use crate::connection::queue::ChunkPool;
 use crate::connection::{Connection, Next};
+use crate::memory::{MemoryBudget, CHUNK_SIZE};
 use crate::shared::{RateLimit, Shared};
 use crate::stats::{CloseReason, OpenConnections, Stats};
 use crate::udp::UdpEndpoint;
@@ -63,8 +64,13 @@ const EVENTS_CAPACITY: usize = 1024;
 /// buffer per worker, and the largest UDP datagram fits whole.
 pub const READ_BUF_SIZE: usize = 256 * 1024;
 
-/// Idle chunks a worker keeps for reuse: 1,024 x 16 KiB = 16 MiB at most.
+/// Idle chunks a worker keeps for reuse: 1,024 x 16 KiB = 16 MiB at most
+/// while a burst lasts; after one, [`timers`] keeps fewer.
 const POOL_MAX_IDLE: usize = 1024;
+
+/// A worker starts watching its memory once it has lent this many chunks at
+/// once (4 MiB): the timers stay disarmed in the steady echo.
+const MEMORY_WATCH_CHUNKS: usize = 256;
 
 /// What a slab slot holds.
 #[derive(Debug)]
@@ -118,6 +124,17 @@ pub(super) struct Worker {
     loop_turns: u64,
     /// Events those turns handled (added at the end of each turn).
     events: u64,
+    /// While this worker's queues hold a burst: when to look again whether
+    /// the budget is spent (evict) or the burst is over (give memory back).
+    next_memory_check: Option<Instant>,
+    /// Memory checks in a row that found the budget spent.
+    budget_spent_ticks: u32,
+    /// Memory checks in a row that found the burst over.
+    burst_over_ticks: u32,
+    /// Chunks this worker may lend at once before it watches its memory: 4
+    /// MiB, or a quarter of a smaller budget.
+    memory_watch: usize,
+    memory_log: RateLimit,
 }
 
 /// Drives `conn`; returns what to do with it next and how the number of
@@ -156,6 +173,7 @@ impl Worker {
         sockets: WorkerSockets,
         mut signals: SignalSource,
         open: Arc<OpenConnections>,
+        budget: Arc<MemoryBudget>,
         shutdown_requested: Arc<AtomicBool>,
     ) -> io::Result<(Worker, Waker)> {
         let poll = Poll::new()?;
@@ -178,13 +196,14 @@ impl Worker {
         let waker = Waker::new(poll.registry(), WAKER_TOKEN)?;
         let now = Instant::now();
         let next_idle_sweep = config.idle_timeout.map(|t| now + idle_tick(t));
+        let memory_watch = (budget.limit() / CHUNK_SIZE / 4).min(MEMORY_WATCH_CHUNKS);
         let worker = Worker {
             id,
             poll,
             entries,
             shared: Shared {
                 read_buf: vec![0u8; READ_BUF_SIZE].into_boxed_slice(),
-                pool: ChunkPool::new(POOL_MAX_IDLE),
+                pool: ChunkPool::new(POOL_MAX_IDLE, budget, READ_BUF_SIZE),
                 stats: Stats::default(),
                 clock: Default::default(),
                 track_idle: config.idle_timeout.is_some(),
@@ -211,6 +230,11 @@ impl Worker {
             udp_ports,
             loop_turns: 0,
             events: 0,
+            next_memory_check: None,
+            budget_spent_ticks: 0,
+            burst_over_ticks: 0,
+            memory_watch,
+            memory_log: RateLimit::new(),
         };
         Ok((worker, waker))
     }

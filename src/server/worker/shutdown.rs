@@ -23,8 +23,13 @@ impl Worker {
         let draining = self.draining;
         info!(
             "snapshot: worker={} open={} draining={draining} paused={paused} \
-             queued_bytes={queued} loop_turns={} events={} {}",
-            self.id, self.connections, self.loop_turns, self.events, self.shared.stats
+             queued_bytes={queued} memory_used={} loop_turns={} events={} {}",
+            self.id,
+            self.connections,
+            self.shared.pool.budget().used(),
+            self.loop_turns,
+            self.events,
+            self.shared.stats
         );
     }
 

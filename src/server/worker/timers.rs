@@ -5,16 +5,37 @@
 use std::fs::File;
 use std::time::{Duration, Instant};
 
-use log::debug;
+use log::{debug, warn};
 
 use super::{Entry, Worker};
 use crate::connection::DRAIN_LINGER;
+use crate::memory;
 use crate::stats::CloseReason;
 
 /// Timer tick while any connection is draining or the daemon shuts down:
 /// drain deadlines are checked once per tick (one pass over the
 /// connections), so a drain closes at most this long after its deadline.
 const DRAIN_TICK: Duration = Duration::from_millis(50);
+
+/// How often a worker whose queues hold a burst looks at the memory budget.
+const MEMORY_TICK: Duration = Duration::from_millis(250);
+
+/// Checks in a row the budget must be found spent before anything is
+/// evicted: a spike that drains by itself within half a second costs no
+/// connection.
+const EVICT_AFTER_TICKS: u32 = 2;
+
+/// Eviction stops once the budget is back to this share of itself, so one
+/// eviction does not follow another at every check.
+const EVICT_TARGET_PERCENT: usize = 90;
+
+/// Checks in a row a burst must be found over (lending at a quarter of its
+/// peak) before idle chunks are freed and memory given back: a stream that
+/// fills and drains its queue again and again is not a burst that ended.
+const QUIET_TICKS: u32 = 4;
+
+/// Idle chunks a worker keeps after a burst: 64 x 16 KiB = 1 MiB.
+const POOL_KEEP_AFTER_BURST: usize = 64;
 
 impl Worker {
     /// The earliest moment a timer needs the loop awake.
@@ -35,6 +56,9 @@ impl Worker {
         if let Some(t) = self.shared.shutdown_deadline {
             consider(t);
         }
+        if let Some(t) = self.next_memory_check {
+            consider(t);
+        }
         earliest
     }
 
@@ -44,7 +68,10 @@ impl Worker {
     /// timers as [`Worker::next_deadline`]; asking `next_deadline` instead
     /// measured 8 instructions more per message at one connection.
     pub(super) fn run_timers(&mut self) -> Option<Instant> {
-        if self.next_idle_sweep.is_none() && self.accept_paused.is_none() && !self.drains_pending()
+        if self.next_idle_sweep.is_none()
+            && self.accept_paused.is_none()
+            && !self.drains_pending()
+            && !self.shared.pool.grew_past(self.memory_watch)
         {
             return None;
         }
@@ -74,6 +101,93 @@ impl Worker {
         if idle_due {
             if let Some(idle) = self.config.idle_timeout {
                 self.next_idle_sweep = Some(now + idle_tick(idle));
+            }
+        }
+        if self.next_memory_check.is_none() && self.shared.pool.grew_past(self.memory_watch) {
+            self.next_memory_check = Some(now + MEMORY_TICK);
+        }
+        if self.next_memory_check.is_some_and(|t| now >= t) {
+            self.check_memory(now);
+        }
+    }
+
+    /// While this worker's queues hold a burst, every [`MEMORY_TICK`]: if
+    /// the budget has been spent for [`EVICT_AFTER_TICKS`] checks in a row,
+    /// close the biggest holders; once the burst has been over for
+    /// [`QUIET_TICKS`] checks, keep only a few idle chunks and give the
+    /// freed memory back to the operating system.
+    fn check_memory(&mut self, now: Instant) {
+        if self.shared.pool.budget().has_room() {
+            self.budget_spent_ticks = 0;
+        } else {
+            self.budget_spent_ticks += 1;
+            if self.budget_spent_ticks >= EVICT_AFTER_TICKS {
+                self.evict_biggest();
+            }
+        }
+        if self.shared.pool.burst_over() {
+            self.burst_over_ticks += 1;
+        } else {
+            self.burst_over_ticks = 0;
+        }
+        if self.burst_over_ticks >= QUIET_TICKS {
+            self.shared.pool.settle(POOL_KEEP_AFTER_BURST);
+            memory::return_free_memory();
+            debug!(
+                "worker {}: burst over, memory given back ({} bytes still owed to peers)",
+                self.id,
+                self.shared.pool.budget().used()
+            );
+            self.burst_over_ticks = 0;
+            self.next_memory_check = None;
+        } else {
+            self.next_memory_check = Some(now + MEMORY_TICK);
+        }
+    }
+
+    /// The budget is spent and has stayed so: closes this worker's biggest
+    /// holders among the connections that are not being read (paused: over
+    /// their share or their queue limit), biggest first, until the budget
+    /// is back to [`EVICT_TARGET_PERCENT`] of itself (redis 7's
+    /// `maxmemory-clients` evicts the clients using the most memory the same
+    /// way). A connection that keeps reading its echoes is never paused, so
+    /// never chosen.
+    fn evict_biggest(&mut self) {
+        let budget = self.shared.pool.budget();
+        let target = budget.limit() / 100 * EVICT_TARGET_PERCENT;
+        let mut excess = budget.used().saturating_sub(target);
+        let mut candidates: Vec<(usize, usize)> = self
+            .entries
+            .iter()
+            .filter_map(|(key, entry)| match entry {
+                Entry::Conn(conn) if conn.is_paused() && conn.closed_reason().is_none() => {
+                    Some((conn.queued(), key))
+                }
+                _ => None,
+            })
+            .collect();
+        candidates.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, key) in candidates {
+            if excess == 0 {
+                break;
+            }
+            let Some(Entry::Conn(conn)) = self.entries.get_mut(key) else {
+                continue;
+            };
+            let was_draining = conn.is_draining();
+            let held = conn.evict(&mut self.shared);
+            if was_draining {
+                self.draining -= 1;
+            }
+            excess = excess.saturating_sub(held.max(1));
+            self.doomed.push(key);
+            let limit = self.config.max_memory;
+            if let Some(n) = self.memory_log.allow_counting(self.shared.clock.now()) {
+                warn!(
+                    "closing {}: memory pressure: {held} bytes owed to it, --max-memory {limit} \
+                     spent ({n} similar lines suppressed)",
+                    conn.peer()
+                );
             }
         }
     }
