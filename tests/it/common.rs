@@ -1,6 +1,5 @@
 //! Shared harness for integration tests: start the real `echod` binary on
 //! free ports, find its addresses from the `listening on` lines, kill it on drop.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

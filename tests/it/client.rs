@@ -2,15 +2,13 @@
 //! socket and UDP (also with the seeds' `recv(7)`), framed lines, and the
 //! exit statuses for refused connections, bad addresses and idle timeouts.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Bounded as Output, Daemon};
+use crate::common::{self, Bounded as Output, Daemon};
 
 /// Upper bound for one client run.
 const CLIENT_LIMIT: Duration = Duration::from_secs(20);

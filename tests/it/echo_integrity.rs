@@ -4,14 +4,12 @@
 //! TCP and over a unix socket. Then the writer half-closes and the reader sees
 //! EOF right after the last byte.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Fnv, Rng, WAIT};
+use crate::common::{self, Daemon, Fnv, Rng, WAIT};
 
 const TOTAL: usize = 20 * 1024 * 1024;
 const MAX_CHUNK: usize = 64 * 1024;

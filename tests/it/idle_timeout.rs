@@ -3,15 +3,13 @@
 //! client that sent a lot and then stopped reading (its queue full, nothing
 //! moving) expires too. The exit stats count the expiries.
 
-mod common;
-
 use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Ended};
+use crate::common::{self, Daemon, Ended};
 
 fn daemon() -> Daemon {
     Daemon::start_with(&["--idle-timeout", "1"], |cmd| {

@@ -1,8 +1,6 @@
 //! SIGTERM/SIGINT: stop accepting, flush for at most `--shutdown-timeout`,
 //! exit 0 with the stats line; a second signal exits at once with 128+signo.
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,7 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::Daemon;
+use crate::common::{self, Daemon};
 
 /// A client that sends up to 10 MB and never reads: the daemon's queue for it
 /// fills and stays full. Returns once the writer has stalled; the thread ends

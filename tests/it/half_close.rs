@@ -1,14 +1,12 @@
 //! Half-close (RFC 862 over TCP, `printf 'hi\n' | nc -N`): after the peer's
 //! FIN, everything already received is echoed, then the daemon closes.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Pattern};
+use crate::common::{self, Daemon, Pattern};
 
 #[test]
 fn small_write_then_fin_echoes_everything_then_eof() {

@@ -4,13 +4,11 @@
 //! stay exhausted and new clients keep knocking, and once clients leave the
 //! daemon serves new ones again by itself.
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::Daemon;
+use crate::common::{self, Daemon};
 
 const NOFILE: u64 = 64;
 const CLIENTS: usize = 100;

@@ -4,15 +4,13 @@
 //! from /proc every 10 ms). Then the client reads, and every one of the 300 MB
 //! comes back in order (pattern byte i = i*31 mod 251), followed by EOF.
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Pattern};
+use crate::common::{self, Daemon, Pattern};
 
 const TOTAL: u64 = 300 * 1024 * 1024;
 const RSS_LIMIT_KIB: u64 = 64 * 1024;

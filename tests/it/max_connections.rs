@@ -4,12 +4,10 @@
 //! bounded rate (a burst of rejections gives at most a couple of warn lines).
 //! When one of the five leaves, its slot serves a new client.
 
-mod common;
-
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Ended};
+use crate::common::{self, Daemon, Ended};
 
 const MAX: usize = 5;
 const EXTRA: usize = 20;

@@ -2,13 +2,11 @@
 //! and the reflection guard (CVE-2024-2169) drops, counts and never answers
 //! datagrams from privileged ports or from echod's own UDP port.
 
-mod common;
-
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use common::{stat, Daemon};
+use crate::common::{stat, Daemon};
 
 /// How long "no answer" is waited for.
 const SILENCE: Duration = Duration::from_millis(500);

@@ -3,13 +3,11 @@
 //! with a message unique to it, and the exit stats agree: accepted=1000 and
 //! peak_concurrent=1000 (all are held open until every client is done).
 
-mod common;
-
 use std::net::TcpStream;
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
-use common::Daemon;
+use crate::common::{self, Daemon};
 
 const CLIENTS: usize = 1000;
 const THREADS: usize = 8;

@@ -3,14 +3,14 @@
 //! good frames are flushed (a clean EOF, never a reset), and payloads stream
 //! through without the daemon holding a frame or allocating from its header.
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{frame, proc_status_kib, read_exact, read_to_clean_eof, stat, write_all, Daemon};
+use crate::common::{
+    self, frame, proc_status_kib, read_exact, read_to_clean_eof, stat, write_all, Daemon,
+};
 
 /// `len` bytes of xorshift noise: no structure for a buggy echo to get right
 /// by accident.

@@ -3,15 +3,13 @@
 //! do not disturb four other clients doing verified round trips the whole
 //! time, and the daemon keeps accepting.
 
-mod common;
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Daemon;
+use crate::common::{self, Daemon};
 
 const RESETTERS: usize = 60;
 const BYSTANDERS: usize = 4;

@@ -2,15 +2,13 @@
 //! open loop) and against a deliberately corrupting echo server, which it
 //! must catch: non-zero exit and mismatches reported.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, ExitStatus};
 use std::thread;
 use std::time::Duration;
 
-use common::Daemon;
+use crate::common::{self, Daemon};
 use serde_json::Value;
 
 /// Runs echod-bench with `args` (plus `--json`), bounded by `limit`, and
