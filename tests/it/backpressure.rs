@@ -1,7 +1,7 @@
 //! Backpressure: a client writes 300 MB and does not read. The daemon stops
 //! reading it once its queue passes `--queue-limit`, so TCP flow control holds
 //! the writer back and the daemon's RSS stays under 64 MB throughout (sampled
-//! from /proc every 10 ms). Then the client reads, and every one of the 300 MB
+//! from /proc every 10 ms, and its VmHWM). Then the client reads, and every one of the 300 MB
 //! comes back in order (pattern byte i = i*31 mod 251), followed by EOF.
 
 use std::io::{ErrorKind, Read, Write};
@@ -149,14 +149,16 @@ fn writer_that_never_reads_is_held_back_and_rss_stays_bounded() {
     stop.store(true, Ordering::Relaxed);
     let samples = sampler.join().unwrap();
     let peak = peak.load(Ordering::Relaxed);
+    // VmHWM is the kernel's own high-water mark: nothing slips between
+    // samples, however few a busy machine let the sampler take.
+    let hwm = common::proc_status_kib(pid, "VmHWM");
     eprintln!(
-        "300 MB echoed in order in {:?}; peak daemon RSS {peak} KiB over {samples} samples",
+        "300 MB echoed in order in {:?}; peak daemon RSS {hwm} KiB ({peak} KiB over {samples} samples)",
         started.elapsed()
     );
-    assert!(samples > 100, "too few RSS samples ({samples})");
     assert!(
-        peak < RSS_LIMIT_KIB,
-        "daemon RSS reached {peak} KiB (limit {RSS_LIMIT_KIB} KiB)"
+        peak < RSS_LIMIT_KIB && hwm < RSS_LIMIT_KIB,
+        "daemon RSS reached {hwm} KiB (sampled {peak} KiB; limit {RSS_LIMIT_KIB} KiB)"
     );
     let stats = d.stop_and_stats();
     assert_eq!(common::stat(&stats, "bytes_in"), TOTAL, "{stats}");

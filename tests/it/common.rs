@@ -239,14 +239,37 @@ fn expected_sockets(args: &[&str]) -> usize {
     listens + udps
 }
 
-/// An address nothing listens on: a port that was free a moment ago.
-pub fn refusing_addr() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("local_addr")
-        .port();
-    format!("127.0.0.1:{port}")
+/// An address that refuses connections, for as long as this is held: a TCP
+/// socket bound to a free port on 127.0.0.1 that never listens. Keeping it
+/// bound keeps the port ours; a port found free and then released could be
+/// taken by anything before the test connects to it.
+pub struct Refusing {
+    _bound: socket2::Socket,
+    addr: String,
+}
+
+impl Refusing {
+    pub fn new() -> Refusing {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        socket.bind(&any.into()).expect("bind");
+        let addr = socket
+            .local_addr()
+            .expect("local_addr")
+            .as_socket()
+            .expect("an IP address")
+            .to_string();
+        Refusing {
+            _bound: socket,
+            addr,
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
 }
 
 /// Connects with 10 s read/write timeouts.

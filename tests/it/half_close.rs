@@ -24,14 +24,14 @@ fn small_write_then_fin_echoes_everything_then_eof() {
     assert_eq!(common::stat(&stats, "closed_peer_closed"), 1, "{stats}");
 }
 
+/// Nothing is owed, so the daemon closes its side too: an EOF, within the
+/// stream's read timeout (a bound on hangs, not a measure of speed).
 #[test]
-fn fin_without_data_closes_at_once() {
+fn fin_without_data_is_answered_with_eof() {
     let d = Daemon::start(&[]);
     let mut s = d.connect();
     s.shutdown(Shutdown::Write).unwrap();
-    let started = Instant::now();
     assert_eq!(common::read_to_end(&mut s), b"");
-    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 /// 5 MB and the FIN are all sent before the client reads a single byte: the

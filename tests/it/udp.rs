@@ -163,10 +163,11 @@ fn datagram_from_another_of_echods_ports_gets_no_answer() {
 #[test]
 fn two_echods_on_the_same_port_cannot_loop() {
     use socket2::{Domain, Protocol, Socket, Type};
-    let port = client("127.0.0.1:0").local_addr().unwrap().port();
-    let a_addr = format!("127.0.0.1:{port}");
-    let b_addr = format!("127.0.0.2:{port}");
-    let mut a = Daemon::start(&["--udp", &a_addr]);
+    // A takes a free port itself (no port found free, released and bound
+    // again, which anything could take in between); B takes the same port
+    // on another address.
+    let mut a = Daemon::start(&["--udp", "127.0.0.1:0"]);
+    let b_addr = format!("127.0.0.2:{}", a.udp_addr().port());
     let mut b = Daemon::start(&["--workers", "2", "--udp", &b_addr]);
     let as_b = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
     as_b.set_reuse_port(true).unwrap();
