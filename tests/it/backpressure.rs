@@ -31,6 +31,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
 
 #[test]
 fn writer_that_never_reads_is_held_back_and_rss_stays_bounded() {
+    let _heavy = common::heavy();
     let mut d = Daemon::start(&[]);
     let pid = d.pid();
     let baseline = d.rss_kib();

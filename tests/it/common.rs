@@ -239,6 +239,20 @@ fn expected_sockets(args: &[&str]) -> usize {
     listens + udps
 }
 
+/// Held by the tests that move tens of megabytes, hold a thousand sockets or
+/// saturate the CPU, so that no two of them run at once in this one binary
+/// (as they could not when each module was its own binary): together they
+/// put the kernel's socket memory under pressure, which shrinks the buffers
+/// a test like half_close's 5 MB counts on, and starve a paced reader like
+/// the one in signals. Other tests run beside them as before.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    // A heavy test that failed poisons nothing the next one needs.
+    HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// An address that refuses connections, for as long as this is held: a TCP
 /// socket bound to a free port on 127.0.0.1 that never listens. Keeping it
 /// bound keeps the port ours; a port found free and then released could be

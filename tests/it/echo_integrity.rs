@@ -74,6 +74,7 @@ where
 
 #[test]
 fn random_chunks_tcp_come_back_identical() {
+    let _heavy = common::heavy();
     let mut d = Daemon::start(&[]);
     let s = d.connect();
     s.set_read_timeout(Some(WAIT)).unwrap();
@@ -93,6 +94,7 @@ fn random_chunks_tcp_come_back_identical() {
 
 #[test]
 fn random_chunks_unix_come_back_identical() {
+    let _heavy = common::heavy();
     let path = common::temp_socket_path("integrity");
     let listen = format!("unix:{}", path.display());
     let mut d = Daemon::start(&["--listen", &listen]);

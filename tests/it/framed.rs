@@ -244,6 +244,7 @@ fn header_9999999999_under_max_frame_streams_without_allocating() {
 
 #[test]
 fn fifty_megabyte_frame_streams_back_with_small_rss() {
+    let _heavy = common::heavy();
     const LEN: usize = 50 * 1000 * 1000;
     const PEAK_LIMIT_KIB: u64 = 32 * 1024;
     let mut d = Daemon::start(&["--mode", "framed", "--max-frame", "64MiB"]);

@@ -39,6 +39,7 @@ fn fin_without_data_is_answered_with_eof() {
 /// echo everything and close.
 #[test]
 fn big_payload_then_fin_before_reading_comes_back_whole() {
+    let _heavy = common::heavy();
     const TOTAL: usize = 5 * 1024 * 1024;
     let mut d = Daemon::start(&[]);
     let s = d.connect();

@@ -45,6 +45,7 @@ fn assert_clean(status: ExitStatus, r: &Value, stderr: &str, connections: f64) {
 
 #[test]
 fn fifty_connections_for_two_seconds_verify_with_plausible_figures() {
+    let _heavy = common::heavy();
     let d = Daemon::start(&[]);
     let addr = d.addr().to_string();
     let (status, r, stderr) = bench(

@@ -25,6 +25,7 @@ fn message(client: usize, round: usize) -> Vec<u8> {
 
 #[test]
 fn thousand_concurrent_clients_get_verified_echoes() {
+    let _heavy = common::heavy();
     common::raise_nofile_limit();
     let mut d = Daemon::start(&[]);
     let addr = d.addr();

@@ -243,6 +243,7 @@ fn sigterm_keeps_the_reason_of_a_drain_under_way() {
 /// bytes when `--shutdown-timeout` passes is `drain_timeout` either way.
 #[test]
 fn sigterm_cuts_off_a_trickling_reader_as_drain_timeout() {
+    let _heavy = common::heavy();
     const OWED: usize = 32 << 20;
     let mut d = debug_daemon(&[
         "--mode",
