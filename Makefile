@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: all build release run test lint fmt fuzz bench bench-quick callgrind clean
+.PHONY: all build release run test test-deps lint fmt fuzz bench bench-quick callgrind clean
 
 all: build
 

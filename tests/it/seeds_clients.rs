@@ -4,13 +4,11 @@
 //! round-trip through framed echo, and the UDP client gets its message back.
 //! python3 must be installed: these tests fail, never skip, without it.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{stat, Daemon};
+use crate::common::{stat, Daemon};
 
 /// Upper bound for one Python client run (they time out on their own at 2-10 s).
 const CLIENT_LIMIT: Duration = Duration::from_secs(20);

@@ -4,14 +4,12 @@
 //! TCP and over a unix socket. Then the writer half-closes and the reader sees
 //! EOF right after the last byte.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Fnv, Rng, WAIT};
+use crate::common::{self, Daemon, Fnv, Rng, WAIT};
 
 const TOTAL: usize = 20 * 1024 * 1024;
 const MAX_CHUNK: usize = 64 * 1024;
@@ -76,6 +74,7 @@ where
 
 #[test]
 fn random_chunks_tcp_come_back_identical() {
+    let _heavy = common::heavy();
     let mut d = Daemon::start(&[]);
     let s = d.connect();
     s.set_read_timeout(Some(WAIT)).unwrap();
@@ -95,6 +94,7 @@ fn random_chunks_tcp_come_back_identical() {
 
 #[test]
 fn random_chunks_unix_come_back_identical() {
+    let _heavy = common::heavy();
     let path = common::temp_socket_path("integrity");
     let listen = format!("unix:{}", path.display());
     let mut d = Daemon::start(&["--listen", &listen]);

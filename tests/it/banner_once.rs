@@ -2,13 +2,11 @@
 //! the banner comes first (one frame in framed mode), and `--once` ends the
 //! connection after one exchange with a clean EOF, whatever the client does.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::path::PathBuf;
 
-use common::{frame, read_exact, read_to_clean_eof, stat, write_all, Daemon};
+use crate::common::{frame, read_exact, read_to_clean_eof, stat, write_all, Daemon};
 
 /// A banner file removed when the test ends.
 struct TempFile(PathBuf);

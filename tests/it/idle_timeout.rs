@@ -1,9 +1,7 @@
 //! `--idle-timeout 1`: idle means no byte moved either way. An idle client
-//! is closed after about a second; a client that keeps talking is not; a
+//! is closed, never before the second is up; a client that keeps talking is not; a
 //! client that sent a lot and then stopped reading (its queue full, nothing
 //! moving) expires too. The exit stats count the expiries.
-
-mod common;
 
 use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
@@ -11,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Ended};
+use crate::common::{self, Daemon, Ended};
 
 fn daemon() -> Daemon {
     Daemon::start_with(&["--idle-timeout", "1"], |cmd| {
@@ -19,44 +17,50 @@ fn daemon() -> Daemon {
     })
 }
 
+/// Closed, and not before the timeout (a lower bound, which a busy machine
+/// cannot break); how long after it is bounded only against a hang.
 #[test]
-fn idle_client_is_closed_after_about_a_second() {
+fn idle_client_is_closed_after_the_timeout() {
     let mut d = daemon();
     let mut s = d.connect();
     common::round_trip(&mut s, b"one message, then silence\n").unwrap();
     let last_byte = Instant::now();
-    let ended = common::wait_closed(&mut s, Duration::from_secs(3));
+    let ended = common::wait_closed(&mut s, common::WAIT);
     let after = last_byte.elapsed();
-    assert_eq!(ended, Ended::Eof(0), "idle client not closed within 3 s");
+    assert_eq!(
+        ended,
+        Ended::Eof(0),
+        "idle client not closed within {:?}",
+        common::WAIT
+    );
     assert!(
         after >= Duration::from_millis(900),
         "closed after only {after:?}, before the idle timeout"
     );
     eprintln!("idle client closed {after:?} after its last byte");
     drop(s); // our FIN ends the daemon's drain
-    assert!(common::wait_until(Duration::from_secs(3), || {
+    assert!(common::wait_until(common::WAIT, || {
         !d.log_lines_with(&["(idle_timeout)"]).is_empty()
     }));
     let stats = d.stop_and_stats();
     assert_eq!(common::stat(&stats, "closed_idle_timeout"), 1, "{stats}");
 }
 
+/// Ten round trips 300 ms apart: at least 3 s of talk, three idle timeouts,
+/// however slowly the machine runs them.
 #[test]
 fn client_talking_every_300ms_is_not_closed() {
     let mut d = daemon();
     let mut s = d.connect();
     let started = Instant::now();
-    let mut n = 0;
-    while started.elapsed() < Duration::from_secs(3) {
+    for n in 0..10 {
         common::round_trip(&mut s, format!("tick {n}\n").as_bytes())
             .unwrap_or_else(|e| panic!("active client lost after {:?}: {e}", started.elapsed()));
-        n += 1;
         std::thread::sleep(Duration::from_millis(300));
     }
     common::round_trip(&mut s, b"still here\n").unwrap();
-    assert!(n >= 9, "only {n} round trips in 3 s");
     drop(s);
-    common::wait_until(Duration::from_secs(3), || {
+    common::wait_until(common::WAIT, || {
         !d.log_lines_with(&["(peer_closed)"]).is_empty()
     });
     let stats = d.stop_and_stats();
@@ -109,11 +113,12 @@ fn client_that_stopped_reading_with_a_full_queue_expires() {
     }
     let stalled = Instant::now();
     eprintln!("queue full: {:.1} MB sent, not reading", last as f64 / 1e6);
-    // The daemon logs the close with our address as the peer. Idle timeout
-    // (1 s) plus the drain linger (2 s) plus a sweep tick: allow 6 s.
+    // The daemon logs the close with our address as the peer, after the
+    // idle timeout (1 s), the drain linger (2 s) and a sweep tick; the wait
+    // is only a bound on hangs.
     let needle = format!("close {local} (");
     assert!(
-        common::wait_until(Duration::from_secs(6), || {
+        common::wait_until(common::WAIT, || {
             !d.log_lines_with(&[&needle]).is_empty()
         }),
         "a client with a full queue that stopped reading never expired:\n{}",
@@ -130,7 +135,7 @@ fn client_that_stopped_reading_with_a_full_queue_expires() {
     // From the client's side the connection is gone: reading gets the
     // echoes that were in flight, then EOF or a reset, promptly.
     let mut s: TcpStream = s;
-    match common::wait_closed(&mut s, Duration::from_secs(5)) {
+    match common::wait_closed(&mut s, common::WAIT) {
         Ended::Eof(_) | Ended::Reset(_) => {}
         other => panic!("connection still open after expiry: {other:?}"),
     }

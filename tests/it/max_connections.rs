@@ -1,31 +1,25 @@
 //! `--max-connections 5`: five clients are served and keep working; every
 //! client beyond them is accepted and closed at once (EOF or reset, never a
 //! hang), counted in `rejected_max_connections`, and warned about at a
-//! bounded rate (a burst of rejections gives at most a couple of warn lines).
+//! bounded rate (one line a second at most, plus the edges).
 //! When one of the five leaves, its slot serves a new client.
-
-mod common;
 
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Ended};
+use crate::common::{self, Daemon, Ended};
 
 const MAX: usize = 5;
 const EXTRA: usize = 20;
 
+/// Closed without a byte: the daemon owes a rejected client nothing, so
+/// only a hang would reach the bound.
 fn expect_rejected(d: &Daemon, what: &str) {
     let mut s = d.connect();
-    let started = Instant::now();
-    match common::wait_closed(&mut s, Duration::from_secs(3)) {
+    match common::wait_closed(&mut s, common::WAIT) {
         Ended::Eof(0) | Ended::Reset(0) => {}
         other => panic!("{what}: expected to be closed at once, got {other:?}"),
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{what}: closed only after {:?}",
-        started.elapsed()
-    );
 }
 
 #[test]
@@ -38,6 +32,7 @@ fn sixth_client_is_closed_at_once_and_the_five_keep_working() {
         common::round_trip(s, format!("client {i}\n").as_bytes()).unwrap();
     }
 
+    let first_rejection = Instant::now();
     expect_rejected(&d, "6th client");
     // A burst of rejections, as a flood would give.
     let burst = Instant::now();
@@ -56,7 +51,7 @@ fn sixth_client_is_closed_at_once_and_the_five_keep_working() {
     drop(kept.pop());
     let mut newcomer = None;
     assert!(
-        common::wait_until(Duration::from_secs(5), || {
+        common::wait_until(common::WAIT, || {
             let mut s = d.connect();
             s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
             if common::round_trip(&mut s, b"newcomer\n").is_ok() {
@@ -77,9 +72,10 @@ fn sixth_client_is_closed_at_once_and_the_five_keep_working() {
     // has nothing to wait for.
     drop(kept);
     drop(newcomer);
-    common::wait_until(Duration::from_secs(5), || {
+    common::wait_until(common::WAIT, || {
         d.log_lines_with(&["close ", "(peer_closed)"]).len() > MAX
     });
+    let rejecting_for = first_rejection.elapsed();
 
     let stats = d.stop_and_stats();
     let rejected = common::stat(&stats, "rejected_max_connections");
@@ -95,9 +91,12 @@ fn sixth_client_is_closed_at_once_and_the_five_keep_working() {
         .filter(|l| l.contains("WARN") && l.contains("max-connections"))
         .collect();
     assert!(!warns.is_empty(), "no warning about rejections:\n{log}");
+    // One line per second at most (the rate limit), plus the edges: a
+    // count against the time the rejections really took, so a slow run
+    // cannot fail it.
     assert!(
-        warns.len() <= 2,
-        "{rejected} rejections gave {} warn lines (not rate-limited):\n{}",
+        warns.len() as u64 <= rejecting_for.as_secs() + 2,
+        "{rejected} rejections in {rejecting_for:?} gave {} warn lines (not rate-limited):\n{}",
         warns.len(),
         warns.join("\n")
     );

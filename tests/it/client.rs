@@ -2,15 +2,13 @@
 //! socket and UDP (also with the seeds' `recv(7)`), framed lines, and the
 //! exit statuses for refused connections, bad addresses and idle timeouts.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::Command;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Bounded as Output, Daemon};
+use crate::common::{self, Bounded as Output, Daemon};
 
 /// Upper bound for one client run.
 const CLIENT_LIMIT: Duration = Duration::from_secs(20);
@@ -123,9 +121,9 @@ fn framed_lines_come_back_as_lines() {
 
 #[test]
 fn refused_connection_is_one_line_and_exit_3() {
-    // A port that was free a moment ago: nothing listens there.
-    let addr = common::refusing_addr();
-    let out = client(&[&addr], b"hi\n".to_vec());
+    let refusing = common::Refusing::new();
+    let addr = refusing.addr();
+    let out = client(&[addr], b"hi\n".to_vec());
     assert_eq!(out.status.code(), Some(3), "{}", out.stderr);
     assert_eq!(
         out.stderr.trim_end(),
@@ -150,11 +148,11 @@ fn bad_address_exits_2() {
 fn idle_timeout_exits_5() {
     let d = Daemon::start(&[]);
     let addr = d.addr().to_string();
-    let start = Instant::now();
+    // Stdin stays open and the daemon says nothing: only the client's own
+    // timeout can end the run before the bound.
     let out = client_with_stdin(&["--timeout", "0.3", &addr], None, Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(5), "{}", out.stderr);
     assert!(out.stderr.contains("idle timeout"), "{}", out.stderr);
-    assert!(start.elapsed() < Duration::from_secs(5));
 }
 
 #[test]

@@ -3,13 +3,11 @@
 //! with a message unique to it, and the exit stats agree: accepted=1000 and
 //! peak_concurrent=1000 (all are held open until every client is done).
 
-mod common;
-
 use std::net::TcpStream;
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
-use common::Daemon;
+use crate::common::{self, Daemon};
 
 const CLIENTS: usize = 1000;
 const THREADS: usize = 8;
@@ -27,6 +25,7 @@ fn message(client: usize, round: usize) -> Vec<u8> {
 
 #[test]
 fn thousand_concurrent_clients_get_verified_echoes() {
+    let _heavy = common::heavy();
     common::raise_nofile_limit();
     let mut d = Daemon::start(&[]);
     let addr = d.addr();

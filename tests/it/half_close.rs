@@ -1,14 +1,12 @@
 //! Half-close (RFC 862 over TCP, `printf 'hi\n' | nc -N`): after the peer's
 //! FIN, everything already received is echoed, then the daemon closes.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Pattern};
+use crate::common::{self, Daemon, Pattern};
 
 #[test]
 fn small_write_then_fin_echoes_everything_then_eof() {
@@ -26,14 +24,14 @@ fn small_write_then_fin_echoes_everything_then_eof() {
     assert_eq!(common::stat(&stats, "closed_peer_closed"), 1, "{stats}");
 }
 
+/// Nothing is owed, so the daemon closes its side too: an EOF, within the
+/// stream's read timeout (a bound on hangs, not a measure of speed).
 #[test]
-fn fin_without_data_closes_at_once() {
+fn fin_without_data_is_answered_with_eof() {
     let d = Daemon::start(&[]);
     let mut s = d.connect();
     s.shutdown(Shutdown::Write).unwrap();
-    let started = Instant::now();
     assert_eq!(common::read_to_end(&mut s), b"");
-    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 /// 5 MB and the FIN are all sent before the client reads a single byte: the
@@ -41,6 +39,7 @@ fn fin_without_data_closes_at_once() {
 /// echo everything and close.
 #[test]
 fn big_payload_then_fin_before_reading_comes_back_whole() {
+    let _heavy = common::heavy();
     const TOTAL: usize = 5 * 1024 * 1024;
     let mut d = Daemon::start(&[]);
     let s = d.connect();

@@ -3,8 +3,7 @@
 //! panic or a backtrace (RUST_BACKTRACE=1 is set, so one would show). A
 //! unix socket someone answers on is in use; a stale socket file is replaced.
 
-mod common;
-
+use crate::common;
 use std::net::TcpListener;
 use std::time::Duration;
 

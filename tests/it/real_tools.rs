@@ -4,12 +4,10 @@
 //! the way a person would use it: type a line, see it come back, ^] quit.
 //! Without a tool a test says SKIPPED loudly; with `CI` set it fails instead.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Daemon;
+use crate::common::{self, Daemon};
 
 /// Runs `sh -c script` with a deadline; returns (exit code, stdout, stderr).
 fn sh(script: &str, limit: Duration) -> (Option<i32>, String, String) {

@@ -2,13 +2,11 @@
 //! and the reflection guard (CVE-2024-2169) drops, counts and never answers
 //! datagrams from privileged ports or from echod's own UDP port.
 
-mod common;
-
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use common::{stat, Daemon};
+use crate::common::{stat, Daemon};
 
 /// How long "no answer" is waited for.
 const SILENCE: Duration = Duration::from_millis(500);
@@ -165,10 +163,11 @@ fn datagram_from_another_of_echods_ports_gets_no_answer() {
 #[test]
 fn two_echods_on_the_same_port_cannot_loop() {
     use socket2::{Domain, Protocol, Socket, Type};
-    let port = client("127.0.0.1:0").local_addr().unwrap().port();
-    let a_addr = format!("127.0.0.1:{port}");
-    let b_addr = format!("127.0.0.2:{port}");
-    let mut a = Daemon::start(&["--udp", &a_addr]);
+    // A takes a free port itself (no port found free, released and bound
+    // again, which anything could take in between); B takes the same port
+    // on another address.
+    let mut a = Daemon::start(&["--udp", "127.0.0.1:0"]);
+    let b_addr = format!("127.0.0.2:{}", a.udp_addr().port());
     let mut b = Daemon::start(&["--workers", "2", "--udp", &b_addr]);
     let as_b = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
     as_b.set_reuse_port(true).unwrap();

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# echod-bench against a thread-per-connection load tool (benches/thread_bench),
+# echod-bench against a thread-per-connection load tool (bench/thread_bench),
 # both driving the same release echod on this machine: messages/s driven and
 # CPU burned by each load tool (and by the server).
 #
-# Usage: benches/compare.sh [CONNECTIONS] [LENGTH] [SECONDS]   (default 50 512 10)
+# Usage: bench/compare.sh [CONNECTIONS] [LENGTH] [SECONDS]   (default 50 512 10)
 # The server is pinned to CPU 0 and the load tool to CPU 1 (taskset).
 # Sends traffic to 127.0.0.1 only; every run is bounded by SECONDS.
 set -euo pipefail
@@ -15,7 +15,7 @@ TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 export CARGO_TARGET_DIR=$TARGET
 
 cargo build --release --quiet --workspace
-(cd benches/thread_bench && cargo build --release --quiet)
+(cd bench/thread_bench && cargo build --release --quiet)
 BIN=$TARGET/release
 TCK=$(getconf CLK_TCK)
 WORK=$(mktemp -d)

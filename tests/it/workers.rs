@@ -4,13 +4,11 @@
 //! an address in use still reported as in use, SIGUSR1 answered by every
 //! worker.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
 use std::time::Duration;
 
-use common::{stat, Daemon};
+use crate::common::{self, stat, Daemon};
 
 #[test]
 fn two_workers_share_one_port_and_sum_their_counters() {

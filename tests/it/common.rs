@@ -1,6 +1,5 @@
 //! Shared harness for integration tests: start the real `echod` binary on
 //! free ports, find its addresses from the `listening on` lines, kill it on drop.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -240,14 +239,51 @@ fn expected_sockets(args: &[&str]) -> usize {
     listens + udps
 }
 
-/// An address nothing listens on: a port that was free a moment ago.
-pub fn refusing_addr() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("local_addr")
-        .port();
-    format!("127.0.0.1:{port}")
+/// Held by the tests that move tens of megabytes, hold a thousand sockets or
+/// saturate the CPU, so that no two of them run at once in this one binary
+/// (as they could not when each module was its own binary): together they
+/// put the kernel's socket memory under pressure, which shrinks the buffers
+/// a test like half_close's 5 MB counts on, and starve a paced reader like
+/// the one in signals. Other tests run beside them as before.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    // A heavy test that failed poisons nothing the next one needs.
+    HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// An address that refuses connections, for as long as this is held: a TCP
+/// socket bound to a free port on 127.0.0.1 that never listens. Keeping it
+/// bound keeps the port ours; a port found free and then released could be
+/// taken by anything before the test connects to it.
+pub struct Refusing {
+    _bound: socket2::Socket,
+    addr: String,
+}
+
+impl Refusing {
+    pub fn new() -> Refusing {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        socket.bind(&any.into()).expect("bind");
+        let addr = socket
+            .local_addr()
+            .expect("local_addr")
+            .as_socket()
+            .expect("an IP address")
+            .to_string();
+        Refusing {
+            _bound: socket,
+            addr,
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
 }
 
 /// Connects with 10 s read/write timeouts.

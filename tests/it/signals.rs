@@ -1,7 +1,10 @@
 //! SIGTERM/SIGINT: stop accepting, flush for at most `--shutdown-timeout`,
 //! exit 0 with the stats line; a second signal exits at once with 128+signo.
-
-mod common;
+//!
+//! No test asserts how fast the daemon exits. "Does not wait for the
+//! timeout" is checked with a `--shutdown-timeout` (30 s) far beyond the
+//! wait for the exit ([`common::WAIT`]), so only waiting for it fails; "the
+//! timeout cut it off" by the close reasons in the stats line.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -10,7 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::Daemon;
+use crate::common::{self, Daemon};
 
 /// A client that sends up to 10 MB and never reads: the daemon's queue for it
 /// fills and stays full. Returns once the writer has stalled; the thread ends
@@ -83,12 +86,12 @@ fn debug_daemon(args: &[&str]) -> Daemon {
     })
 }
 
-/// Sends SIGTERM, waits at most `limit` for exit status 0, and returns how
-/// long the exit took and the exit stats line.
-fn sigterm_and_stats(d: &mut Daemon, limit: Duration) -> (Duration, String) {
+/// Sends SIGTERM, waits at most [`common::WAIT`] for exit status 0, and
+/// returns how long the exit took and the exit stats line.
+fn sigterm_and_stats(d: &mut Daemon) -> (Duration, String) {
     let sent_at = Instant::now();
     d.signal(libc::SIGTERM);
-    let status = d.wait_exit(limit);
+    let status = d.wait_exit(common::WAIT);
     let took = sent_at.elapsed();
     eprintln!("exited {status} {took:?} after SIGTERM");
     assert_eq!(status.code(), Some(0), "{}", d.log());
@@ -106,17 +109,15 @@ fn assert_closed(stats: &str, expected: &[(&str, u64)]) {
     }
 }
 
+/// The slow reader never reads, so without the timeout the flush would
+/// never end; the stats say the timeout, not the reader, ended it.
 #[test]
 fn sigterm_with_slow_reader_exits_0_within_shutdown_timeout() {
     let mut d = debug_daemon(&["--shutdown-timeout", "2"]);
     let mut other = d.connect();
     common::round_trip(&mut other, b"bystander\n").unwrap();
     let slow = SlowReader::start(&d);
-    let (took, stats) = sigterm_and_stats(&mut d, Duration::from_secs(5));
-    assert!(
-        took < Duration::from_secs(4),
-        "took {took:?} with --shutdown-timeout 2"
-    );
+    let (_, stats) = sigterm_and_stats(&mut d);
     assert_eq!(common::stat(&stats, "accepted"), 2, "{stats}");
     // The bystander ends cleanly; the slow reader, still owed bytes when
     // the timeout passes, is a drain that ran out of time.
@@ -128,45 +129,38 @@ fn sigterm_with_slow_reader_exits_0_within_shutdown_timeout() {
 /// and echod-client do) let it exit at once, not after the shutdown timeout.
 #[test]
 fn sigterm_with_idle_clients_exits_0_fast() {
-    let mut d = debug_daemon(&[]); // default --shutdown-timeout 5
+    let mut d = debug_daemon(&["--shutdown-timeout", "30"]);
     let mut clients: Vec<TcpStream> = (0..10).map(|_| d.connect()).collect();
     for (i, s) in clients.iter_mut().enumerate() {
         common::round_trip(s, format!("idle {i}\n").as_bytes()).unwrap();
     }
-    let sent_at = Instant::now();
     d.signal(libc::SIGTERM);
     for s in &mut clients {
         assert_eq!(
-            common::wait_closed(s, Duration::from_secs(3)),
+            common::wait_closed(s, common::WAIT),
             common::Ended::Eof(0),
             "the daemon did not half-close an idle client"
         );
     }
     drop(clients);
-    let status = d.wait_exit(Duration::from_secs(3));
-    let took = sent_at.elapsed();
-    eprintln!("exited {status} {took:?} after SIGTERM");
+    let status = d.wait_exit(common::WAIT);
     assert_eq!(status.code(), Some(0), "{}", d.log());
-    assert!(took < Duration::from_millis(1500), "took {took:?}");
     let stats = d.stats_line().expect("stats line");
     assert_eq!(common::stat(&stats, "closed_shutdown"), 10, "{stats}");
 }
 
 /// Clients that neither read nor close after the daemon's FIN are owed
 /// nothing: after a short quiet spell (LINGER_QUIET, 500 ms) the daemon closes
-/// them and exits 0, well before the default 5 s shutdown timeout.
+/// them and exits 0, long before a 30 s shutdown timeout.
 #[test]
 fn sigterm_with_passive_idle_clients_does_not_wait_for_the_timeout() {
-    let mut d = debug_daemon(&[]); // default --shutdown-timeout 5
+    let mut d = debug_daemon(&["--shutdown-timeout", "30"]);
     let mut clients: Vec<TcpStream> = (0..10).map(|_| d.connect()).collect();
     for s in &mut clients {
         common::round_trip(s, b"then nothing\n").unwrap();
     }
-    let (took, _) = sigterm_and_stats(&mut d, Duration::from_secs(8));
-    assert!(
-        took < Duration::from_millis(2500),
-        "took {took:?}: waited for passive idle clients until the shutdown timeout"
-    );
+    let (_, stats) = sigterm_and_stats(&mut d);
+    assert_eq!(common::stat(&stats, "closed_drain_timeout"), 0, "{stats}");
     drop(clients);
 }
 
@@ -177,7 +171,7 @@ fn sigint_exits_0_too() {
     common::round_trip(&mut s, b"hi\n").unwrap();
     drop(s);
     d.signal(libc::SIGINT);
-    let status = d.wait_exit(Duration::from_secs(3));
+    let status = d.wait_exit(common::WAIT);
     assert_eq!(status.code(), Some(0), "{}", d.log());
     assert!(d.stats_line().is_some(), "no stats line:\n{}", d.log());
 }
@@ -194,13 +188,10 @@ fn second_sigterm_exits_at_once_with_143() {
         "exited before the flush was done:\n{}",
         d.log()
     );
-    let sent_at = Instant::now();
+    // Well before --shutdown-timeout 30: only the second signal ends it.
     d.signal(libc::SIGTERM);
-    let status = d.wait_exit(Duration::from_secs(3));
-    let took = sent_at.elapsed();
-    eprintln!("second SIGTERM: exited {status} after {took:?}");
+    let status = d.wait_exit(common::WAIT);
     assert_eq!(status.code(), Some(143), "{status}:\n{}", d.log());
-    assert!(took < Duration::from_secs(1), "took {took:?}");
     drop(slow);
 }
 
@@ -213,7 +204,7 @@ fn after_sigterm_new_connections_are_refused() {
     d.wait_for_log("shutting down");
     // Still running (flushing to the slow reader), but no longer listening.
     assert!(d.is_running());
-    let refused = common::wait_until(Duration::from_secs(2), || {
+    let refused = common::wait_until(common::WAIT, || {
         matches!(
             TcpStream::connect_timeout(&addr, Duration::from_secs(1)),
             Err(e) if e.kind() == ErrorKind::ConnectionRefused
@@ -228,17 +219,15 @@ fn after_sigterm_new_connections_are_refused() {
 /// reason as `shutdown`. Here a client that stopped reading is ended by
 /// `--idle-timeout` (a 2 s drain); the shutdown that follows brings the
 /// deadline closer (1 s) but the connection is still counted as an idle
-/// timeout, as it would have been without the signal.
+/// timeout, as it would have been without the signal. (That the shutdown
+/// deadline caps the drain's is pinned without a clock by the unit test
+/// `a_shutdown_shortens_a_drain_but_keeps_its_reason` in src/connection.)
 #[test]
 fn sigterm_keeps_the_reason_of_a_drain_under_way() {
     let mut d = debug_daemon(&["--idle-timeout", "1", "--shutdown-timeout", "1"]);
     let slow = SlowReader::start(&d);
     d.wait_for_log(": idle for");
-    let (took, stats) = sigterm_and_stats(&mut d, Duration::from_secs(5));
-    assert!(
-        took < Duration::from_millis(1800),
-        "took {took:?}: the shutdown deadline did not shorten the idle drain"
-    );
+    let (_, stats) = sigterm_and_stats(&mut d);
     assert_closed(
         &stats,
         &[("idle_timeout", 1), ("shutdown", 0), ("drain_timeout", 0)],
@@ -254,6 +243,7 @@ fn sigterm_keeps_the_reason_of_a_drain_under_way() {
 /// bytes when `--shutdown-timeout` passes is `drain_timeout` either way.
 #[test]
 fn sigterm_cuts_off_a_trickling_reader_as_drain_timeout() {
+    let _heavy = common::heavy();
     const OWED: usize = 32 << 20;
     let mut d = debug_daemon(&[
         "--mode",
@@ -306,7 +296,7 @@ fn sigterm_cuts_off_a_trickling_reader_as_drain_timeout() {
             got
         })
     };
-    let (took, stats) = sigterm_and_stats(&mut d, Duration::from_secs(8));
+    let (took, stats) = sigterm_and_stats(&mut d);
     stop.store(true, Ordering::Relaxed);
     let got = reader.join().unwrap();
     eprintln!("the reader got {got} of {OWED} bytes");
@@ -314,14 +304,15 @@ fn sigterm_cuts_off_a_trickling_reader_as_drain_timeout() {
         got < OWED,
         "the reader took everything: nothing was cut off"
     );
+    // A lower bound, which a busy machine cannot break. Progress pushing the
+    // drain past --shutdown-timeout 3 shows in the close reason (it was
+    // `shutdown`), not in a stopwatch; the unit test
+    // `progress_earns_time_but_never_past_the_shutdown_deadline` pins the
+    // deadline itself without a clock.
     assert!(
         took > Duration::from_millis(2500),
         "exited after {took:?}: the drain did not earn time by progress, so \
          this test did not test what it means to"
-    );
-    assert!(
-        took < Duration::from_millis(4500),
-        "took {took:?}: progress pushed the drain past --shutdown-timeout 3"
     );
     assert_closed(
         &stats,
@@ -391,7 +382,7 @@ fn sigusr1_logs_a_snapshot_and_changes_nothing() {
 
     common::round_trip(&mut client, b"after\n").unwrap();
     drop(slow);
-    let (_, stats) = sigterm_and_stats(&mut d, Duration::from_secs(10));
+    let (_, stats) = sigterm_and_stats(&mut d);
     assert_eq!(common::stat(&stats, "accepted"), 2, "{stats}");
     assert_eq!(snapshots(&d).len(), 2, "{}", d.log());
 }

@@ -1,10 +1,8 @@
 //! Backpressure: a client writes 300 MB and does not read. The daemon stops
 //! reading it once its queue passes `--queue-limit`, so TCP flow control holds
 //! the writer back and the daemon's RSS stays under 64 MB throughout (sampled
-//! from /proc every 10 ms). Then the client reads, and every one of the 300 MB
+//! from /proc every 10 ms, and its VmHWM). Then the client reads, and every one of the 300 MB
 //! comes back in order (pattern byte i = i*31 mod 251), followed by EOF.
-
-mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
@@ -12,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Pattern};
+use crate::common::{self, Daemon, Pattern};
 
 const TOTAL: u64 = 300 * 1024 * 1024;
 const RSS_LIMIT_KIB: u64 = 64 * 1024;
@@ -33,6 +31,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
 
 #[test]
 fn writer_that_never_reads_is_held_back_and_rss_stays_bounded() {
+    let _heavy = common::heavy();
     let mut d = Daemon::start(&[]);
     let pid = d.pid();
     let baseline = d.rss_kib();
@@ -151,14 +150,16 @@ fn writer_that_never_reads_is_held_back_and_rss_stays_bounded() {
     stop.store(true, Ordering::Relaxed);
     let samples = sampler.join().unwrap();
     let peak = peak.load(Ordering::Relaxed);
+    // VmHWM is the kernel's own high-water mark: nothing slips between
+    // samples, however few a busy machine let the sampler take.
+    let hwm = common::proc_status_kib(pid, "VmHWM");
     eprintln!(
-        "300 MB echoed in order in {:?}; peak daemon RSS {peak} KiB over {samples} samples",
+        "300 MB echoed in order in {:?}; peak daemon RSS {hwm} KiB ({peak} KiB over {samples} samples)",
         started.elapsed()
     );
-    assert!(samples > 100, "too few RSS samples ({samples})");
     assert!(
-        peak < RSS_LIMIT_KIB,
-        "daemon RSS reached {peak} KiB (limit {RSS_LIMIT_KIB} KiB)"
+        peak < RSS_LIMIT_KIB && hwm < RSS_LIMIT_KIB,
+        "daemon RSS reached {hwm} KiB (sampled {peak} KiB; limit {RSS_LIMIT_KIB} KiB)"
     );
     let stats = d.stop_and_stats();
     assert_eq!(common::stat(&stats, "bytes_in"), TOTAL, "{stats}");

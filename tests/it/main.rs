@@ -1,0 +1,26 @@
+//! The integration tests: one binary, a module per behaviour. Each test
+//! starts the real `echod` (or a tool from the workspace) on port 0, reads
+//! its addresses from the `listening on` lines and kills it by PID on drop
+//! (see [`common::Daemon`]). `tests/no_alloc.rs` is its own binary because
+//! it installs a counting global allocator.
+
+mod common;
+
+mod backpressure;
+mod banner_once;
+mod client;
+mod echo_integrity;
+mod exit_codes;
+mod fd_exhaustion;
+mod framed;
+mod half_close;
+mod idle_timeout;
+mod load_generator;
+mod many_clients;
+mod max_connections;
+mod real_tools;
+mod reset;
+mod seeds_clients;
+mod signals;
+mod udp;
+mod workers;
