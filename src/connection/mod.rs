@@ -150,6 +150,9 @@ impl Flags {
     const NOT_PLAIN_ECHO: u8 = 1 << 6;
     /// The steady echo: readable, writable, and none of the others.
     const STEADY: u8 = Flags::READABLE | Flags::WRITABLE;
+    /// A value no connection's flags take (bit 7 is never set): what
+    /// [`Flags::is_steady`] compares with while the memory budget is spent.
+    const NEVER: u8 = 1 << 7;
 
     #[inline(always)]
     fn has(self, bit: u8) -> bool {
@@ -176,10 +179,14 @@ impl Flags {
     }
 
     /// Open, plain echo, nothing owed, readable and writable, not paused, no
-    /// FIN reported: one read, one write ([`Connection::echo_steady`]).
+    /// FIN reported, and the memory budget not spent: one read, one write
+    /// ([`Connection::echo_steady`]). `steady` is [`ChunkPool::steady`]:
+    /// [`Flags::STEADY`] while the budget has room, a value no connection's
+    /// flags take while it is spent (reads are then capped, which only the
+    /// general path does). One comparison either way.
     #[inline(always)]
-    fn is_steady(self) -> bool {
-        self.0 == Flags::STEADY
+    fn is_steady(self, steady: u8) -> bool {
+        self.0 == steady
     }
 }
 
@@ -345,7 +352,7 @@ impl Connection {
             !self.queue.is_empty(),
             "the OWED flag drifted from the queue"
         );
-        if self.flags.is_steady() {
+        if self.flags.is_steady(shared.pool.steady()) {
             if let Some(next) = self.echo_steady(shared) {
                 return next;
             }
@@ -385,9 +392,8 @@ impl Connection {
     /// an interrupted read, bytes queued) to the general path.
     #[inline(always)]
     fn echo_steady(&mut self, shared: &mut Shared) -> Option<Next> {
-        let read_len = shared.pool.read_len();
         let n = match self.recv(
-            &mut shared.read_buf[..read_len],
+            &mut shared.read_buf,
             &mut shared.stats,
             shared.track_idle.then_some(&shared.clock),
         ) {
@@ -860,9 +866,9 @@ mod tests {
         let steady = |mode, once| {
             let (ours, _theirs) = mio::net::UnixStream::pair().expect("socketpair");
             let mut conn = Connection::new(Stream::Unix(ours), Peer::Unix, mode, once, 0, t0);
-            assert!(!conn.flags.is_steady(), "not readable yet");
+            assert!(!conn.flags.is_steady(Flags::STEADY), "not readable yet");
             conn.flags.set(Flags::READABLE);
-            conn.flags.is_steady()
+            conn.flags.is_steady(Flags::STEADY)
         };
         assert!(steady(Mode::Echo, false));
         assert!(!steady(Mode::Echo, true), "--once");
@@ -873,10 +879,10 @@ mod tests {
         for bit in [Flags::PAUSED, Flags::OWED, Flags::READ_CLOSED] {
             let mut flags = conn.flags;
             flags.set(bit);
-            assert!(!flags.is_steady(), "{bit:#b}");
+            assert!(!flags.is_steady(Flags::STEADY), "{bit:#b}");
         }
-        assert!(conn.flags.is_steady());
+        assert!(conn.flags.is_steady(Flags::STEADY));
         conn.begin_draining(CloseReason::Shutdown, t0 + DRAIN_LINGER);
-        assert!(!conn.flags.is_steady(), "no longer open");
+        assert!(!conn.flags.is_steady(Flags::STEADY), "no longer open");
     }
 }

@@ -34,6 +34,12 @@ pub struct ChunkPool {
     full_read: usize,
     /// What [`ChunkPool::read_len`] returns.
     read_len: usize,
+    /// What [`ChunkPool::steady`] returns.
+    steady: u8,
+    /// Lending more chunks than this at once is a burst to watch.
+    watch: usize,
+    /// Lending went past `watch` since the last settle.
+    watching: bool,
     /// Chunks in queues now.
     lent: usize,
     /// The most chunks lent at once since the last [`ChunkPool::settle`].
@@ -47,13 +53,16 @@ impl ChunkPool {
     /// A pool that keeps up to `max_free` idle chunks for reuse and charges
     /// the chunks it lends to `budget`; reads are `full_read` bytes while the
     /// budget has room.
-    pub fn new(max_free: usize, budget: Arc<MemoryBudget>, full_read: usize) -> Self {
+    pub fn new(max_free: usize, budget: Arc<MemoryBudget>, full_read: usize, watch: usize) -> Self {
         ChunkPool {
             free: Vec::new(),
             max_free,
             budget,
             full_read,
             read_len: full_read,
+            steady: super::Flags::STEADY,
+            watch,
+            watching: false,
             lent: 0,
             peak_lent: 0,
             #[cfg(test)]
@@ -66,6 +75,7 @@ impl ChunkPool {
         self.refresh_read_len();
         self.lent += 1;
         self.peak_lent = self.peak_lent.max(self.lent);
+        self.watching |= self.lent > self.watch;
         self.free.pop().unwrap_or_else(|| {
             #[cfg(test)]
             {
@@ -94,11 +104,21 @@ impl ChunkPool {
         self.read_len
     }
 
+    /// What the connections' steady-echo test compares their flags with:
+    /// the steady state while the budget has room, nothing they can match
+    /// while it is spent (their reads are capped, on the general path).
+    #[inline(always)]
+    pub(super) fn steady(&self) -> u8 {
+        self.steady
+    }
+
     fn refresh_read_len(&mut self) {
-        self.read_len = if self.budget.has_room() {
-            self.full_read
+        let room = self.budget.has_room();
+        self.read_len = if room { self.full_read } else { CHUNK_SIZE };
+        self.steady = if room {
+            super::Flags::STEADY
         } else {
-            CHUNK_SIZE
+            super::Flags::NEVER
         };
     }
 
@@ -107,11 +127,11 @@ impl ChunkPool {
         &self.budget
     }
 
-    /// Whether lending went past `chunks` at once since the last settle:
-    /// memory grew, and may need giving back once the burst is over.
-    #[inline]
-    pub fn grew_past(&self, chunks: usize) -> bool {
-        self.peak_lent > chunks
+    /// Whether lending went past the pool's `watch` at once since the last
+    /// settle: memory grew, and may need giving back once the burst is over.
+    #[inline(always)]
+    pub fn grew(&self) -> bool {
+        self.watching
     }
 
     /// Whether lending has fallen to a quarter of its peak: the burst is over.
@@ -125,6 +145,7 @@ impl ChunkPool {
         self.free.truncate(keep);
         self.free.shrink_to_fit();
         self.peak_lent = self.lent;
+        self.watching = self.lent > self.watch;
     }
 
     /// Chunks ever allocated by this pool (a steady state keeps this flat).
@@ -269,17 +290,22 @@ mod tests {
 
     /// A pool with a budget nothing in these tests reaches.
     fn pool(max_free: usize) -> ChunkPool {
-        ChunkPool::new(max_free, Arc::new(MemoryBudget::new(usize::MAX)), 1 << 18)
+        ChunkPool::new(
+            max_free,
+            Arc::new(MemoryBudget::new(usize::MAX)),
+            1 << 18,
+            8,
+        )
     }
 
     #[test]
     fn lent_chunks_are_charged_to_the_budget_and_a_burst_settles() {
         let budget = Arc::new(MemoryBudget::new(usize::MAX));
-        let mut pool = ChunkPool::new(64, Arc::clone(&budget), 1 << 18);
+        let mut pool = ChunkPool::new(64, Arc::clone(&budget), 1 << 18, 9);
         let mut queue = OutQueue::new();
         queue.push(&vec![7u8; 10 * CHUNK_SIZE], &mut pool);
         assert_eq!(budget.used(), 10 * CHUNK_SIZE);
-        assert!(pool.grew_past(9));
+        assert!(pool.grew());
         assert!(!pool.burst_over());
         queue.clear(&mut pool);
         assert_eq!(budget.used(), 0);
@@ -287,10 +313,7 @@ mod tests {
         assert_eq!(pool.idle(), 10);
         pool.settle(2);
         assert_eq!(pool.idle(), 2);
-        assert!(
-            !pool.grew_past(0),
-            "watching starts again from what is lent"
-        );
+        assert!(!pool.grew(), "watching starts again from what is lent");
     }
     use proptest::prelude::*;
 

@@ -69,7 +69,8 @@ pub const READ_BUF_SIZE: usize = 256 * 1024;
 const POOL_MAX_IDLE: usize = 1024;
 
 /// A worker starts watching its memory once it has lent this many chunks at
-/// once (4 MiB): the timers stay disarmed in the steady echo.
+/// once (4 MiB, or a quarter of a smaller budget): the timers stay disarmed
+/// in the steady echo.
 const MEMORY_WATCH_CHUNKS: usize = 256;
 
 /// What a slab slot holds.
@@ -131,9 +132,6 @@ pub(super) struct Worker {
     budget_spent_ticks: u32,
     /// Memory checks in a row that found the burst over.
     burst_over_ticks: u32,
-    /// Chunks this worker may lend at once before it watches its memory: 4
-    /// MiB, or a quarter of a smaller budget.
-    memory_watch: usize,
     memory_log: RateLimit,
 }
 
@@ -203,7 +201,7 @@ impl Worker {
             entries,
             shared: Shared {
                 read_buf: vec![0u8; READ_BUF_SIZE].into_boxed_slice(),
-                pool: ChunkPool::new(POOL_MAX_IDLE, budget, READ_BUF_SIZE),
+                pool: ChunkPool::new(POOL_MAX_IDLE, budget, READ_BUF_SIZE, memory_watch),
                 stats: Stats::default(),
                 clock: Default::default(),
                 track_idle: config.idle_timeout.is_some(),
@@ -233,7 +231,6 @@ impl Worker {
             next_memory_check: None,
             budget_spent_ticks: 0,
             burst_over_ticks: 0,
-            memory_watch,
             memory_log: RateLimit::new(),
         };
         Ok((worker, waker))

@@ -71,7 +71,7 @@ impl Worker {
         if self.next_idle_sweep.is_none()
             && self.accept_paused.is_none()
             && !self.drains_pending()
-            && !self.shared.pool.grew_past(self.memory_watch)
+            && !self.shared.pool.grew()
         {
             return None;
         }
@@ -103,7 +103,7 @@ impl Worker {
                 self.next_idle_sweep = Some(now + idle_tick(idle));
             }
         }
-        if self.next_memory_check.is_none() && self.shared.pool.grew_past(self.memory_watch) {
+        if self.next_memory_check.is_none() && self.shared.pool.grew() {
             self.next_memory_check = Some(now + MEMORY_TICK);
         }
         if self.next_memory_check.is_some_and(|t| now >= t) {
