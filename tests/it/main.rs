@@ -18,6 +18,7 @@ mod idle_timeout;
 mod load_generator;
 mod many_clients;
 mod max_connections;
+mod memory_budget;
 mod real_tools;
 mod reset;
 mod seeds_clients;
