@@ -92,9 +92,6 @@ pub(super) struct Worker {
     ready: Vec<usize>,
     /// Connections closed this turn, reaped after the batch.
     doomed: Vec<usize>,
-    /// Connections this worker holds (for `--max-connections`, which is per
-    /// worker). Changed only in `admit` and `reap_doomed`.
-    connections: usize,
     /// Connections open across all workers (shared): counted on admit and
     /// reap only, for an exact `peak_concurrent`.
     open: Arc<OpenConnections>,
@@ -213,7 +210,6 @@ impl Worker {
             config,
             ready: Vec::new(),
             doomed: Vec::new(),
-            connections: 0,
             open,
             draining: 0,
             next_drain_sweep: now,
@@ -276,7 +272,7 @@ impl Worker {
             next_timer = self.run_timers();
             self.reap();
             if let Some(deadline) = self.shared.shutdown_deadline {
-                if self.connections == 0 {
+                if self.connections() == 0 {
                     break;
                 }
                 if self.shared.clock.now() >= deadline {
@@ -287,7 +283,7 @@ impl Worker {
         }
         info!(
             "worker {} stopped: {} connections left",
-            self.id, self.connections
+            self.id, self.connections()
         );
         Ok(self.shared.stats)
     }
@@ -363,6 +359,13 @@ impl Worker {
         }
     }
 
+    /// Connections this worker holds (for `--max-connections`, which is per
+    /// worker): its counters' `current`, the one count of them, changed only
+    /// where a connection is admitted and where it is reaped.
+    fn connections(&self) -> usize {
+        self.shared.stats.current as usize
+    }
+
     /// Starts ending connection `key` for `reason` by `until` (see
     /// [`Connection::begin_draining`]), counts it if it began draining, and
     /// drives it: what it owes is flushed now if the socket takes it.
@@ -408,7 +411,6 @@ impl Worker {
                 debug_assert!(!conn.is_draining(), "reaped while draining");
                 let reason = conn.closed_reason().unwrap_or(CloseReason::Error);
                 conn.release(&mut self.shared);
-                self.connections -= 1;
                 self.open.closed();
                 self.shared.stats.ended(reason);
                 debug!("close {} ({reason})", conn.peer());

@@ -25,7 +25,7 @@ impl Worker {
             "snapshot: worker={} open={} draining={draining} paused={paused} \
              queued_bytes={queued} memory_used={} loop_turns={} events={} {}",
             self.id,
-            self.connections,
+            self.connections(),
             self.shared.pool.budget().used(),
             self.loop_turns,
             self.events,
@@ -43,7 +43,7 @@ impl Worker {
         self.shared.shutdown_deadline = Some(deadline);
         info!(
             "worker {}: shutting down: {} connections to flush (at most {:?})",
-            self.id, self.connections, self.config.shutdown_timeout
+            self.id, self.connections(), self.config.shutdown_timeout
         );
         let keys: Vec<usize> = self.entries.iter().map(|(k, _)| k).collect();
         for key in keys {
