@@ -39,6 +39,7 @@ mod udp;
 pub use config::{Args, Config, ConfigError, Mode};
 pub use memory::CHUNK_SIZE;
 pub use server::{
-    signals::install_exit_on_second_signal, Server, ServerError, ShutdownHandle, READ_BUF_SIZE,
+    signals::install_exit_on_second_signal, Monitor, Report, Server, ServerError, ShutdownHandle,
+    Signals, WorkerReport, READ_BUF_SIZE,
 };
 pub use stats::Stats;

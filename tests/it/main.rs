@@ -10,6 +10,7 @@ mod backpressure;
 mod banner_once;
 mod client;
 mod echo_integrity;
+mod embedded;
 mod exit_codes;
 mod fd_exhaustion;
 mod framed;
