@@ -35,13 +35,9 @@ pub enum Mode {
                   1 runtime failure (e.g. address in use), 2 bad flag or address."
 )]
 pub struct Args {
-    /// TCP address to listen on: host:port, `[v6]:port` or unix:/path (repeatable; port 0 = any free port).
-    #[arg(
-        short,
-        long = "listen",
-        value_name = "ADDR",
-        default_value = "127.0.0.1:12345"
-    )]
+    /// TCP address to listen on: host:port, `[v6]:port` or unix:/path (repeatable; port 0 = any free port)
+    /// [default: 127.0.0.1:12345, unless a service manager passes sockets (LISTEN_FDS)].
+    #[arg(short, long = "listen", value_name = "ADDR")]
     pub listen: Vec<Endpoint>,
 
     /// Also echo UDP datagrams on this address (repeatable).
@@ -93,10 +89,17 @@ pub struct Args {
     pub workers: u16,
 }
 
+/// Where echod listens when no `-l` is given and no socket is inherited.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:12345";
+
 /// Everything a worker needs, validated. Shared read-only between workers.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: Vec<Endpoint>,
+    /// True when no `-l` was given and `listen` holds only
+    /// [`DEFAULT_LISTEN`]: the server does not bind it when a service
+    /// manager passed sockets (socket activation serves those instead).
+    pub default_listen: bool,
     pub udp: Vec<Endpoint>,
     pub mode: Mode,
     /// Bytes sent first on every TCP connection, already framed in framed mode.
@@ -182,8 +185,19 @@ impl Config {
                     CHUNK_SIZE / 1024
                 ))
             })?;
+        // clap has no default for -l, so that "given" and "defaulted" stay
+        // apart: the default is applied here, and marked.
+        let default_listen = args.listen.is_empty();
+        let listen = if default_listen {
+            vec![DEFAULT_LISTEN
+                .parse()
+                .map_err(|e| ConfigError(format!("the default --listen: {e}")))?]
+        } else {
+            args.listen
+        };
         Ok(Config {
-            listen: args.listen,
+            listen,
+            default_listen,
             udp: args.udp,
             mode: args.mode,
             banner,
@@ -207,6 +221,7 @@ mod tests {
     fn defaults_match_the_contract() {
         let config = Config::from_args(Args::parse_from(["echod"])).unwrap();
         assert_eq!(config.listen, vec!["127.0.0.1:12345".parse().unwrap()]);
+        assert!(config.default_listen);
         assert_eq!(config.mode, Mode::Echo);
         assert_eq!(config.max_connections, 10_000);
         assert_eq!(config.queue_limit, 1 << 20);
@@ -215,6 +230,14 @@ mod tests {
         assert_eq!(config.shutdown_timeout, Duration::from_secs(5));
         assert_eq!(config.workers, 1);
         assert_eq!(config.max_memory, 256 << 20);
+    }
+
+    #[test]
+    fn an_explicit_listen_is_not_the_default_even_at_the_default_address() {
+        let config = Config::from_args(Args::parse_from(["echod", "-l", "127.0.0.1:12345"]));
+        let config = config.unwrap();
+        assert!(!config.default_listen);
+        assert_eq!(config.listen.len(), 1);
     }
 
     #[test]

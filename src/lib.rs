@@ -36,10 +36,10 @@ mod stats;
 mod sys;
 mod udp;
 
-pub use config::{Args, Config, ConfigError, Mode};
+pub use config::{Args, Config, ConfigError, Mode, DEFAULT_LISTEN};
 pub use memory::CHUNK_SIZE;
 pub use server::{
-    signals::install_exit_on_second_signal, Monitor, Report, Server, ServerError, ShutdownHandle,
-    Signals, WorkerReport, READ_BUF_SIZE,
+    signals::install_exit_on_second_signal, ActivationError, Inherited, Monitor, Report, Server,
+    ServerError, ShutdownHandle, Signals, WorkerReport, READ_BUF_SIZE, STATUS_INTERVAL,
 };
 pub use stats::Stats;

@@ -1,4 +1,5 @@
-//! `echod`: flags -> config -> the server loop -> exit status.
+//! `echod`: flags (and the sockets a service manager passed) -> config ->
+//! the server loop -> exit status.
 
 use std::process::ExitCode;
 
@@ -13,6 +14,15 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .init();
+    // SAFETY: no thread has started and nothing has opened a descriptor:
+    // the inherited ones (3 onwards) are ours to take, LISTEN_* ours to unset.
+    let inherited = match unsafe { echod::Inherited::from_env() } {
+        Ok(inherited) => inherited,
+        Err(e) => {
+            eprintln!("echod: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
     let config = match Config::from_args(args) {
         Ok(c) => c,
         Err(e) => {
@@ -24,7 +34,7 @@ fn main() -> ExitCode {
         eprintln!("echod: cannot install signal handlers: {e}");
         return ExitCode::from(exit::FAILURE);
     }
-    let server = match echod::Server::bind(&config, echod::Signals::Catch) {
+    let server = match echod::Server::bind_inherited(&config, echod::Signals::Catch, inherited) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("echod: {e}");

@@ -1,7 +1,9 @@
 //! The binding seam: every socket a server serves enters here, bound from
 //! the addresses of the configuration and shared out to the workers (a TCP
 //! or UDP address bound once per worker with SO_REUSEPORT, a unix listener
-//! duplicated). Sockets inherited from a service manager will enter here too.
+//! duplicated). Sockets inherited from a service manager (socket activation)
+//! enter here too, first, each shared out by duplicating it: one socket has
+//! no SO_REUSEPORT siblings to bind.
 
 use std::io;
 use std::net::SocketAddr;
@@ -9,7 +11,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use log::info;
+use mio::net::{TcpListener, UdpSocket, UnixListener};
 
+use super::activation::{Inherited, InheritedSocket};
 use super::listener::{self, BindError, Listener};
 use super::ServerError;
 use crate::config::Config;
@@ -28,9 +32,10 @@ pub(super) struct WorkerSockets {
 pub(super) struct Bound {
     /// One set per worker.
     pub workers: Vec<WorkerSockets>,
-    /// The stream addresses served (port 0 resolved), in flag order.
+    /// The stream addresses served (port 0 resolved): inherited ones
+    /// first, in descriptor order, then `-l` in flag order.
     pub listen: Vec<Endpoint>,
-    /// The UDP addresses served (port 0 resolved), in flag order.
+    /// The UDP addresses served (port 0 resolved), the same way.
     pub udp: Vec<SocketAddr>,
     /// The unix socket files created, removed when this is dropped.
     pub unix_files: Vec<UnixSocketFile>,
@@ -64,9 +69,11 @@ impl Drop for UnixSocketFile {
     }
 }
 
-/// Binds every socket of `config` for every worker. Port 0 is resolved once
-/// (worker 0's probe) and shared, so all workers serve the same port.
-pub(super) fn bind_all(config: &Config) -> Result<Bound, ServerError> {
+/// Shares the `inherited` sockets out to the workers, then binds every
+/// socket of `config` for every worker; the default `-l` only when nothing
+/// was inherited (an explicit `-l` always). Port 0 is resolved once (worker
+/// 0's probe) and shared, so all workers serve the same port.
+pub(super) fn bind_all(config: &Config, inherited: Inherited) -> Result<Bound, ServerError> {
     let workers = config.workers;
     let mut bound = Bound {
         workers: (0..workers).map(|_| WorkerSockets::default()).collect(),
@@ -74,8 +81,13 @@ pub(super) fn bind_all(config: &Config) -> Result<Bound, ServerError> {
         udp: Vec::new(),
         unix_files: Vec::new(),
     };
+    let skip_default = config.default_listen && !inherited.is_empty();
+    for socket in inherited.sockets {
+        share_inherited(socket, &mut bound)?;
+    }
     let sockets = &mut bound.workers;
-    for endpoint in &config.listen {
+    let listen: &[Endpoint] = if skip_default { &[] } else { &config.listen };
+    for endpoint in listen {
         match endpoint {
             Endpoint::Inet(addr) => {
                 let (listeners, resolved) =
@@ -120,6 +132,63 @@ pub(super) fn bind_all(config: &Config) -> Result<Bound, ServerError> {
         bound.udp.push(resolved);
     }
     Ok(bound)
+}
+
+/// Gives one inherited socket to every worker: the socket itself to worker
+/// 0, a duplicate (same socket, same queue) to each other one, as for a unix
+/// listener. Already non-blocking ([`super::activation`]); the duplicates
+/// share that flag, which belongs to the socket, not to the descriptor.
+fn share_inherited(socket: InheritedSocket, bound: &mut Bound) -> Result<(), ServerError> {
+    let endpoint = socket.endpoint();
+    let n = bound.workers.len();
+    let workers = bound.workers.iter_mut();
+    let kind = match socket {
+        InheritedSocket::Tcp(first, _) => {
+            for (worker, l) in workers.zip(duplicates(first, n, |l| l.try_clone())?) {
+                worker
+                    .listeners
+                    .push(Listener::Tcp(TcpListener::from_std(l)));
+            }
+            bound.listen.push(endpoint.clone());
+            "tcp"
+        }
+        InheritedSocket::Unix(first, path) => {
+            for (worker, l) in workers.zip(duplicates(first, n, |l| l.try_clone())?) {
+                let listener = UnixListener::from_std(l);
+                worker
+                    .listeners
+                    .push(Listener::Unix(listener, path.clone()));
+            }
+            bound.listen.push(endpoint.clone());
+            "unix"
+        }
+        InheritedSocket::Udp(first, addr) => {
+            for (worker, u) in workers.zip(duplicates(first, n, |u| u.try_clone())?) {
+                worker
+                    .udp
+                    .push(UdpEndpoint::new(UdpSocket::from_std(u), addr));
+            }
+            bound.udp.push(addr);
+            "udp"
+        }
+    };
+    info!("listening on {endpoint} ({kind}) inherited from the service manager");
+    Ok(())
+}
+
+/// `n` handles on one socket: `first` (for worker 0), then `n - 1`
+/// duplicates of it.
+fn duplicates<S>(
+    first: S,
+    n: usize,
+    dup: impl Fn(&S) -> io::Result<S>,
+) -> Result<Vec<S>, ServerError> {
+    let mut copies = Vec::with_capacity(n);
+    for _ in 1..n {
+        copies.push(dup(&first).map_err(|e| ServerError::Io("share an inherited socket", e))?);
+    }
+    copies.insert(0, first);
+    Ok(copies)
 }
 
 /// Binds `addr` once per worker. One worker binds it plainly; several each

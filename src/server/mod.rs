@@ -5,15 +5,20 @@
 //! this.
 //!
 //! # Layout
-//! - [`bind`](self::bind): the binding seam (addresses to sockets, shared out
-//!   to the workers) and the unix socket file's guard.
+//! - `activation`: the sockets a service manager passes (socket activation).
+//! - [`bind`](self::bind): the binding seam (addresses and inherited sockets
+//!   to sockets, shared out to the workers) and the unix socket file's guard.
 //! - `listener`: the listening socket types and how they are built.
 //! - `signals`: SIGINT/SIGTERM/SIGUSR1 as a source in each worker's poll.
+//! - `notify`: the thread that tells a service manager readiness, status,
+//!   watchdog and stopping (sd_notify), when `NOTIFY_SOCKET` asks for it.
 //! - `worker`: the event loop, with its accept policy, timers and shutdown.
 
+mod activation;
 mod bind;
 mod control;
 mod listener;
+mod notify;
 pub(crate) mod signals;
 mod worker;
 
@@ -32,7 +37,9 @@ use echod_common::addr::Endpoint;
 use listener::BindError;
 use worker::Worker;
 
+pub use activation::{ActivationError, Inherited};
 pub use control::{Monitor, Report, ShutdownHandle, WorkerReport};
+pub use notify::STATUS_INTERVAL;
 
 pub use worker::READ_BUF_SIZE;
 
@@ -70,6 +77,9 @@ pub struct Server {
     _unix_files: Vec<bind::UnixSocketFile>,
     controls: Arc<[WorkerControl]>,
     budget: Arc<MemoryBudget>,
+    /// The notifier's end of the workers' notices, when `NOTIFY_SOCKET`
+    /// asks for notifications; [`Server::run`] starts the thread.
+    notices: Option<std::sync::mpsc::Receiver<notify::Notice>>,
 }
 
 /// Whether a [`Server`] catches SIGINT, SIGTERM and SIGUSR1 itself.
@@ -90,6 +100,18 @@ impl Server {
     /// builds the workers. The exit-on-second-signal rule is the process's own business
     /// ([`crate::install_exit_on_second_signal`]).
     pub fn bind(config: &Config, catch: Signals) -> Result<Server, ServerError> {
+        Self::bind_inherited(config, catch, Inherited::none())
+    }
+
+    /// As [`Server::bind`], serving the sockets a service manager passed
+    /// ([`Inherited::from_env`]) as well: each is logged `listening on`,
+    /// shared by every worker, and replaces the default `-l` (an explicit
+    /// `-l` or `-u` is bound as well).
+    pub fn bind_inherited(
+        config: &Config,
+        catch: Signals,
+        inherited: Inherited,
+    ) -> Result<Server, ServerError> {
         match echod_common::sys::raise_fd_limit() {
             Ok(limit) => debug!("descriptor limit: {limit}"),
             Err(e) => warn!("cannot raise the descriptor limit: {e}"),
@@ -102,7 +124,7 @@ impl Server {
             })
             .collect::<io::Result<Vec<_>>>()
             .map_err(|e| ServerError::Io("catch signals", e))?;
-        let bound = bind::bind_all(&config)?;
+        let bound = bind::bind_all(&config, inherited)?;
         let open = Arc::new(OpenConnections::default());
         let budget = Arc::new(MemoryBudget::new(config.max_memory));
         let mut workers = Vec::with_capacity(config.workers);
@@ -124,6 +146,13 @@ impl Server {
         for (worker, id) in workers.iter_mut().zip(0..) {
             worker.attach(Arc::clone(&controls), id);
         }
+        let notices = notify::wanted().then(|| {
+            let (tx, rx) = notify::channel();
+            for worker in workers.iter_mut() {
+                worker.notify_shutdown_to(tx.clone());
+            }
+            rx
+        });
         Ok(Server {
             workers,
             listen: bound.listen,
@@ -131,6 +160,7 @@ impl Server {
             _unix_files: bound.unix_files,
             controls,
             budget,
+            notices,
         })
     }
 
@@ -157,8 +187,20 @@ impl Server {
 
     /// Runs every worker (the first on this thread) until they have shut
     /// down, and returns their counters merged. The unix socket files are
-    /// removed before it returns.
+    /// removed before it returns. When `NOTIFY_SOCKET` is set, a notifier
+    /// thread tells the service manager `READY=1` at once, then status,
+    /// watchdog and stopping (see `server/notify.rs`); it has ended when
+    /// this returns.
     pub fn run(self) -> Result<Stats, ServerError> {
+        let notifier = match self.notices {
+            Some(notices) => {
+                let monitor = Monitor::new(Arc::clone(&self.controls), Arc::clone(&self.budget));
+                let thread = notify::start(notices, monitor)
+                    .map_err(|e| ServerError::Io("start the service-manager notifier", e))?;
+                Some(thread)
+            }
+            None => None,
+        };
         let mut workers = self.workers.into_iter();
         let first = workers.next();
         let mut handles = Vec::new();
@@ -182,6 +224,13 @@ impl Server {
                 Ok(Ok(stats)) => total.merge(&stats),
                 Ok(Err(e)) => failure = Some(e),
                 Err(_) => failure = Some(io::Error::other("a worker thread panicked")),
+            }
+        }
+        // Every worker has ended and dropped its end of the notices, so the
+        // notifier sends what is pending (STOPPING=1) and returns.
+        if let Some(thread) = notifier {
+            if thread.join().is_err() {
+                warn!("the service-manager notifier panicked");
             }
         }
         match failure {

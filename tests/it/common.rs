@@ -33,15 +33,28 @@ impl Daemon {
         if !args.iter().any(|a| *a == "--listen" || *a == "-l") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
-        cmd.args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("ECHOD_TEST_LOG").unwrap_or("debug".into()),
-            )
-            .stdin(Stdio::null())
+        cmd.args(args).env(
+            "RUST_LOG",
+            std::env::var("ECHOD_TEST_LOG").unwrap_or("debug".into()),
+        );
+        adjust(&mut cmd);
+        let expected = expected_sockets(args);
+        Daemon::spawn(cmd, expected, |line| line.contains("listening on "))
+            .unwrap_or_else(|log| panic!("echod did not start; log:\n{log}"))
+    }
+
+    /// Spawns `cmd` (echod, or a program that execs it) with its stderr
+    /// collected, and waits until `ready` stderr lines satisfy `is_ready`.
+    /// echod's `listening on` lines seen meanwhile fill `tcp`, `udp` and
+    /// `unix`. `Err(log)` if the program ends first or [`WAIT`] passes.
+    pub fn spawn(
+        mut cmd: Command,
+        ready: usize,
+        is_ready: impl Fn(&str) -> bool,
+    ) -> Result<Daemon, String> {
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        adjust(&mut cmd);
         let mut child = cmd.spawn().expect("spawn echod");
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(String::new()));
@@ -56,7 +69,6 @@ impl Daemon {
                 line.clear();
             }
         });
-        let expected = expected_sockets(args);
         let mut d = Daemon {
             child: Some(child),
             tcp: vec![],
@@ -65,12 +77,15 @@ impl Daemon {
             log,
         };
         let deadline = Instant::now() + WAIT;
-        while d.tcp.len() + d.udp.len() + d.unix.len() < expected {
+        let mut seen = 0;
+        while seen < ready {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
                 Ok(line) => line,
-                Err(_) => panic!("echod did not start; log:\n{}", d.log()),
+                // The daemon is killed when `d` drops.
+                Err(_) => return Err(d.log()),
             };
+            seen += usize::from(is_ready(&line));
             if let Some(rest) = line.split("listening on ").nth(1) {
                 let mut parts = rest.split_whitespace();
                 let addr = parts.next().unwrap_or_default();
@@ -82,7 +97,7 @@ impl Daemon {
                 }
             }
         }
-        d
+        Ok(d)
     }
 
     /// Starts echod listening on a fresh unix socket (plus `args`); returns
@@ -331,7 +346,9 @@ pub fn require_tool(tool: &str) -> bool {
         if std::env::var_os("CI").is_some() {
             panic!("{tool} is required in CI (.ci/run installs it)");
         }
-        eprintln!("SKIPPED: `{tool}` is not installed; install netcat-openbsd and telnet to run this test");
+        eprintln!(
+            "SKIPPED: `{tool}` is not installed; `make test-deps` installs what the tests use"
+        );
     }
     found
 }

@@ -24,5 +24,6 @@ mod real_tools;
 mod reset;
 mod seeds_clients;
 mod signals;
+mod systemd;
 mod udp;
 mod workers;

@@ -22,6 +22,7 @@ mod timers;
 
 use std::fs::File;
 use std::io;
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,7 @@ use slab::Slab;
 use super::bind::WorkerSockets;
 use super::control::WorkerControl;
 use super::listener::Listener;
+use super::notify::Notice;
 use super::signals::SignalSource;
 use crate::config::Config;
 use crate::connection::queue::ChunkPool;
@@ -107,6 +109,9 @@ pub(super) struct Worker {
     /// Every worker's requests from other threads (this one's at
     /// `control_index`): shutdown, reports. Attached once all exist.
     controls: Option<(Arc<[WorkerControl]>, usize)>,
+    /// Where to say that a shutdown began, when a service manager is told
+    /// (`server/notify.rs`): one message per life, never per event.
+    notify: Option<Sender<Notice>>,
     /// A spare descriptor, closed to accept-and-shed one connection when
     /// descriptors run out (libev's and nginx's trick).
     reserve_fd: Option<File>,
@@ -218,6 +223,7 @@ impl Worker {
             next_drain_sweep: now,
             signals,
             controls: None,
+            notify: None,
             reserve_fd: File::open("/dev/null").ok(),
             accept_paused: None,
             next_idle_sweep,
@@ -377,6 +383,11 @@ impl Worker {
     /// `index` of `controls`, whose waker [`Worker::new`] returned.
     pub(super) fn attach(&mut self, controls: Arc<[WorkerControl]>, index: usize) {
         self.controls = Some((controls, index));
+    }
+
+    /// Makes [`Worker::begin_shutdown`] tell `notices` that a shutdown began.
+    pub(super) fn notify_shutdown_to(&mut self, notices: Sender<Notice>) {
+        self.notify = Some(notices);
     }
 
     /// Connections this worker holds (for `--max-connections`, which is per

@@ -4,6 +4,7 @@
 use log::{debug, info};
 
 use super::{Entry, Worker};
+use crate::server::notify::Notice;
 use crate::server::WorkerReport;
 use crate::stats::CloseReason;
 
@@ -59,6 +60,11 @@ impl Worker {
         }
         let deadline = self.shared.clock.now() + self.config.shutdown_timeout;
         self.shared.shutdown_deadline = Some(deadline);
+        if let Some(notices) = &self.notify {
+            // The notifier sends STOPPING=1 (once, whichever worker is
+            // first); if it has gone, there is nobody left to tell.
+            let _ = notices.send(Notice::Stopping);
+        }
         info!(
             "worker {}: shutting down: {} connections to flush (at most {:?})",
             self.id,
