@@ -11,6 +11,7 @@ mod banner_once;
 mod client;
 mod echo_integrity;
 mod exit_codes;
+mod faults;
 mod fd_exhaustion;
 mod framed;
 mod half_close;
