@@ -4,10 +4,9 @@
 //! Packet loss needs root: the test creates two network namespaces joined by
 //! a veth pair, and drops 5% of the packets arriving in each with an
 //! nftables rule (`numgen random mod 100 < 5 drop`; this kernel has no
-//! `sch_netem`). All
-//! traffic stays between those two namespaces; [`Netns`] deletes them (and
-//! with them the veth and the nftables table) on every path, panics
-//! included. Without root, or without `ip`/`nft`, it says SKIPPED on stderr,
+//! `sch_netem`). All traffic stays between those two namespaces; [`Netns`]
+//! deletes them (and with them the veth and the nftables tables) on every
+//! path, panics included. Without root, or without `ip`/`nft`, it says SKIPPED on stderr,
 //! except in CI (`CI` set), where that is a failure: .ci/run runs as root
 //! and installs nftables and iproute2.
 
