@@ -22,19 +22,10 @@ test: test-deps
 	$(CARGO) test --workspace --all-targets -- --test-threads=4
 	$(CARGO) test --workspace --doc
 
-## nc and telnet for the real-tool tests; python3 for the seeds' clients;
-## systemd-socket-activate and systemd-analyze (package systemd) for the
-## systemd tests, which also check dist/systemd/ (verify, security <= 2.0).
+## The list in .ci/deps.sh (nc, telnet, python3, ip, nft, the systemd tools), installed when root.
 test-deps:
+	@bash .ci/deps.sh
 	@command -v python3 >/dev/null || { echo "python3 is required"; exit 1; }
-	@command -v nc >/dev/null && command -v telnet >/dev/null || \
-	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	      apt-get update && apt-get install -y netcat-openbsd telnet; \
-	    else echo "WARNING: nc/telnet missing: their tests will say SKIPPED"; fi; }
-	@command -v systemd-socket-activate >/dev/null && command -v systemd-analyze >/dev/null || \
-	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	      apt-get update && apt-get install -y systemd; \
-	    else echo "WARNING: systemd tools missing: the systemd tests will say SKIPPED"; fi; }
 
 ## The systemd units alone: systemd-analyze verify clean, security exposure <= 2.0.
 units:

@@ -336,6 +336,11 @@ pub fn temp_socket_path(tag: &str) -> PathBuf {
 /// Whether an external tool is on PATH; tests that need one say loudly when
 /// they skip, and fail instead when `CI` is set (CI installs them).
 pub fn require_tool(tool: &str) -> bool {
+    require_tool_from(tool, "netcat-openbsd and telnet")
+}
+
+/// As [`require_tool`], naming the package(s) to install in the skip line.
+pub fn require_tool_from(tool: &str, packages: &str) -> bool {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .stdout(Stdio::null())
@@ -346,9 +351,7 @@ pub fn require_tool(tool: &str) -> bool {
         if std::env::var_os("CI").is_some() {
             panic!("{tool} is required in CI (.ci/run installs it)");
         }
-        eprintln!(
-            "SKIPPED: `{tool}` is not installed; `make test-deps` installs what the tests use"
-        );
+        eprintln!("SKIPPED: `{tool}` is not installed; install {packages} to run this test");
     }
     found
 }

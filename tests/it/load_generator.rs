@@ -14,8 +14,19 @@ use serde_json::Value;
 /// Runs echod-bench with `args` (plus `--json`), bounded by `limit`, and
 /// returns its exit status and parsed report.
 fn bench(args: &[&str], limit: Duration) -> (ExitStatus, Value, String) {
+    bench_with(args, limit, |_| {})
+}
+
+/// As [`bench`], letting the caller adjust the command first (e.g. run it
+/// in another network namespace).
+pub(crate) fn bench_with(
+    args: &[&str],
+    limit: Duration,
+    adjust: impl FnOnce(&mut Command),
+) -> (ExitStatus, Value, String) {
     let mut cmd = Command::new(common::tool("echod-bench"));
     cmd.args(args).arg("--json");
+    adjust(&mut cmd);
     let out = common::run_bounded(&mut cmd, Some(Vec::new()), limit);
     let (status, stdout, stderr) = (out.status, String::from_utf8_lossy(&out.stdout), out.stderr);
     let report = serde_json::from_str(stdout.trim())
@@ -23,15 +34,16 @@ fn bench(args: &[&str], limit: Duration) -> (ExitStatus, Value, String) {
     (status, report, stderr)
 }
 
-fn num(v: &Value, path: &str) -> f64 {
+pub(crate) fn num(v: &Value, path: &str) -> f64 {
     path.split('.')
         .fold(v, |v, k| &v[k])
         .as_f64()
         .unwrap_or_else(|| panic!("no number at {path} in {v}"))
 }
 
-/// The checks every clean run must pass.
-fn assert_clean(status: ExitStatus, r: &Value, stderr: &str, connections: f64) {
+/// The checks every clean run must pass: exit 0, `ok`, every connection
+/// established, no error of any kind, at least one verified echo.
+pub(crate) fn assert_clean(status: ExitStatus, r: &Value, stderr: &str, connections: f64) {
     assert!(status.success(), "exit {status}: {r}\n{stderr}");
     assert_eq!(r["ok"], Value::Bool(true), "{r}");
     assert_eq!(num(r, "connections"), connections, "{r}");

@@ -12,6 +12,7 @@ mod client;
 mod echo_integrity;
 mod embedded;
 mod exit_codes;
+mod faults;
 mod fd_exhaustion;
 mod framed;
 mod half_close;
