@@ -22,5 +22,6 @@ mod real_tools;
 mod reset;
 mod seeds_clients;
 mod signals;
+mod soak;
 mod udp;
 mod workers;
