@@ -173,7 +173,11 @@ fn mixed_hostile_load_keeps_rss_flat_descriptors_balanced_and_echoes_right() {
     };
     let mut echo = Daemon::start_with(&["--max-memory", BUDGET, "--udp", &udp], info);
     let mut framed = Daemon::start_with(&["--max-memory", BUDGET, "--mode", "framed"], info);
-    let baseline = Sample::take(Duration::ZERO, [&echo, &framed]);
+    let mut baseline = Sample::take(Duration::ZERO, [&echo, &framed]);
+    baseline.fds = [
+        resting_fds(&echo, b"probe"),
+        resting_fds(&framed, &frame(b"probe")),
+    ];
 
     let started = Instant::now();
     let soak = Soak::new(started + Duration::from_secs(seconds));
@@ -280,6 +284,15 @@ fn mixed_hostile_load_keeps_rss_flat_descriptors_balanced_and_echoes_right() {
         soak.guarded[1].load(Relaxed),
         "every datagram from a port below 1024 is dropped: {echo_stats}"
     );
+}
+
+/// The daemon's descriptors at rest: counted while one probe connection is
+/// open and has been echoed, so the loop surely runs (it opens its poll and
+/// signal descriptors after the `listening on` lines), minus that connection.
+fn resting_fds(d: &Daemon, probe: &[u8]) -> usize {
+    let mut s = d.connect();
+    common::round_trip(&mut s, probe).expect("the probe is echoed");
+    d.fd_count() - 1
 }
 
 /// Samples both daemons every second until `until`.
