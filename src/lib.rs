@@ -6,10 +6,21 @@
 //! - `config`: command-line flags to a validated [`Config`]; no I/O.
 //! - `server`: binding ([`Server::bind`]), the workers, their event loop,
 //!   accept policy, timers, shutdown.
-//! - `connection`: one stream connection: its states, its outbound queue.
-//! - `udp`: datagram echo and the reflection guard.
-//! - `stats`: counters, close reasons and the exit summary.
+//! - `connection`: one stream connection: its pure state machine
+//!   (`connection::state`), its socket glue, its outbound queue and the
+//!   worker's chunk pool (`connection::queue`).
+//! - `udp`: datagram echo and the pure reflection guard.
+//! - `shared`: what one worker's connections share (read buffer, pool,
+//!   counters, the turn's clock, rate-limited logging).
+//! - `memory`: the `--max-memory` budget all workers share, and giving
+//!   freed memory back to the operating system.
+//! - `clock`: the loop's clock, read at most once per turn.
+//! - `stats`: counters, close and drop reasons, the exit summary.
 //! - `sys`: the errno class std lacks.
+//!
+//! Imports run downward: `server` uses `connection` and `udp`, which use
+//! `shared`, `memory`, `clock`, `stats` and `config`; nothing below reaches
+//! up.
 //!
 //! What the client and the load generator share with the daemon (addresses,
 //! the frame codec, exit codes, flag parsers, the stream type) is in the
@@ -28,6 +39,7 @@ mod udp;
 pub use config::{Args, Config, ConfigError, Mode};
 pub use memory::CHUNK_SIZE;
 pub use server::{
-    signals::install_exit_on_second_signal, Server, ServerError, ShutdownHandle, READ_BUF_SIZE,
+    signals::install_exit_on_second_signal, Monitor, Report, Server, ServerError, ShutdownHandle,
+    Signals, WorkerReport, READ_BUF_SIZE,
 };
 pub use stats::Stats;

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         eprintln!("echod: cannot install signal handlers: {e}");
         return ExitCode::from(exit::FAILURE);
     }
-    let server = match echod::Server::bind(&config) {
+    let server = match echod::Server::bind(&config, echod::Signals::Catch) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("echod: {e}");

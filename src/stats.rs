@@ -123,7 +123,7 @@ pub struct Stats {
     /// Connections open on this worker.
     pub current: u64,
     /// The most connections open at once across all workers, as far as this
-    /// worker saw: the highest [`OpenConnections`] count at its accepts.
+    /// worker saw: the highest `OpenConnections` count at its accepts.
     /// [`Stats::merge`] keeps the highest, which is exact: the shared count
     /// peaks just after an accept, and that accept's worker saw the peak.
     pub peak_concurrent: u64,
@@ -132,17 +132,17 @@ pub struct Stats {
     pub frames: u64,
     pub datagrams_in: u64,
     pub datagrams_out: u64,
-    /// UDP datagrams refused by the reflection guard, indexed like [`DropReason::ALL`].
+    /// UDP datagrams refused by the reflection guard, indexed like `DropReason::ALL`.
     pub udp_dropped: [u64; 5],
     /// UDP replies dropped because the socket would block.
     pub udp_reply_dropped: u64,
-    /// Connections ended, indexed like [`CloseReason::ALL`].
+    /// Connections ended, indexed like `CloseReason::ALL`.
     pub closed: [u64; CloseReason::ALL.len()],
 }
 
 impl Stats {
     /// Counts one connection opened; `open_now` is how many are open across
-    /// all workers with it (what [`OpenConnections::opened`] returned).
+    /// all workers with it (what `OpenConnections::opened` returned).
     pub fn opened(&mut self, open_now: u64) {
         self.accepted += 1;
         self.current += 1;

@@ -59,7 +59,7 @@ fn start_in_process(extra: &[&str]) -> InProcess {
     let mut argv = vec!["echod", "--listen", "127.0.0.1:0"];
     argv.extend_from_slice(extra);
     let config = Config::from_args(Args::parse_from(argv)).unwrap();
-    let server = echod::Server::bind(&config).unwrap();
+    let server = echod::Server::bind(&config, echod::Signals::Leave).unwrap();
     let addr = match server.listen_addrs() {
         [echod_common::addr::Endpoint::Inet(addr)] => *addr,
         other => panic!("one TCP address expected, got {other:?}"),

@@ -12,6 +12,7 @@
 //! - `worker`: the event loop, with its accept policy, timers and shutdown.
 
 mod bind;
+mod control;
 mod listener;
 pub(crate) mod signals;
 mod worker;
@@ -19,18 +20,19 @@ mod worker;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use log::{debug, warn};
-use mio::Waker;
 
 use crate::config::Config;
 use crate::memory::MemoryBudget;
 use crate::stats::{OpenConnections, Stats};
+use control::WorkerControl;
 use echod_common::addr::Endpoint;
 use listener::BindError;
 use worker::Worker;
+
+pub use control::{Monitor, Report, ShutdownHandle, WorkerReport};
 
 pub use worker::READ_BUF_SIZE;
 
@@ -66,60 +68,45 @@ pub struct Server {
     udp: Vec<SocketAddr>,
     /// Removes the unix socket files on every way out, run or not.
     _unix_files: Vec<bind::UnixSocketFile>,
-    shutdown: ShutdownHandle,
+    controls: Arc<[WorkerControl]>,
+    budget: Arc<MemoryBudget>,
 }
 
-/// Stops a running [`Server`] as SIGTERM does: stop accepting, flush every
-/// connection for at most `--shutdown-timeout`, return. Cheap to clone, and
-/// usable from any thread, before or during [`Server::run`].
-#[derive(Clone)]
-pub struct ShutdownHandle {
-    requested: Arc<AtomicBool>,
-    wakers: Arc<[Waker]>,
-}
-
-impl ShutdownHandle {
-    /// Asks every worker to shut down; returns at once.
-    pub fn shutdown(&self) {
-        self.requested.store(true, Ordering::Release);
-        for waker in self.wakers.iter() {
-            if let Err(e) = waker.wake() {
-                warn!("cannot wake a worker to shut down: {e}");
-            }
-        }
-    }
-}
-
-impl fmt::Debug for ShutdownHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ShutdownHandle")
-            .field("requested", &self.requested.load(Ordering::Relaxed))
-            .finish()
-    }
+/// Whether a [`Server`] catches SIGINT, SIGTERM and SIGUSR1 itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signals {
+    /// The daemon: the first SIGINT/SIGTERM shuts it down gracefully,
+    /// SIGUSR1 logs a snapshot per worker.
+    Catch,
+    /// Embedded: the process's signals are left alone; stop the server
+    /// with a [`ShutdownHandle`].
+    Leave,
 }
 
 impl Server {
     /// Raises the descriptor limit, starts catching SIGINT, SIGTERM and
-    /// SIGUSR1 (before binding: once `listening on` is logged, a signal
-    /// reaches every worker), binds every socket of `config` and builds the
-    /// workers. The exit-on-second-signal rule is the process's own business
+    /// SIGUSR1 if asked to (before binding: once `listening on` is logged, a
+    /// signal reaches every worker), binds every socket of `config` and
+    /// builds the workers. The exit-on-second-signal rule is the process's own business
     /// ([`crate::install_exit_on_second_signal`]).
-    pub fn bind(config: &Config) -> Result<Server, ServerError> {
+    pub fn bind(config: &Config, catch: Signals) -> Result<Server, ServerError> {
         match echod_common::sys::raise_fd_limit() {
             Ok(limit) => debug!("descriptor limit: {limit}"),
             Err(e) => warn!("cannot raise the descriptor limit: {e}"),
         }
         let config = Arc::new(config.clone());
         let signal_sources = (0..config.workers)
-            .map(|_| signals::SignalSource::new())
+            .map(|_| match catch {
+                Signals::Catch => signals::SignalSource::new().map(Some),
+                Signals::Leave => Ok(None),
+            })
             .collect::<io::Result<Vec<_>>>()
             .map_err(|e| ServerError::Io("catch signals", e))?;
         let bound = bind::bind_all(&config)?;
         let open = Arc::new(OpenConnections::default());
-        let requested = Arc::new(AtomicBool::new(false));
         let budget = Arc::new(MemoryBudget::new(config.max_memory));
         let mut workers = Vec::with_capacity(config.workers);
-        let mut wakers = Vec::with_capacity(config.workers);
+        let mut controls = Vec::with_capacity(config.workers);
         for (id, (sockets, signals)) in bound.workers.into_iter().zip(signal_sources).enumerate() {
             let (worker, waker) = Worker::new(
                 id,
@@ -128,21 +115,22 @@ impl Server {
                 signals,
                 Arc::clone(&open),
                 Arc::clone(&budget),
-                Arc::clone(&requested),
             )
             .map_err(|e| ServerError::Io("start a worker", e))?;
             workers.push(worker);
-            wakers.push(waker);
+            controls.push(WorkerControl::new(waker));
+        }
+        let controls: Arc<[WorkerControl]> = controls.into();
+        for (worker, id) in workers.iter_mut().zip(0..) {
+            worker.attach(Arc::clone(&controls), id);
         }
         Ok(Server {
             workers,
             listen: bound.listen,
             udp: bound.udp,
             _unix_files: bound.unix_files,
-            shutdown: ShutdownHandle {
-                requested,
-                wakers: wakers.into(),
-            },
+            controls,
+            budget,
         })
     }
 
@@ -158,7 +146,13 @@ impl Server {
 
     /// A handle that stops [`Server::run`] from another thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        self.shutdown.clone()
+        ShutdownHandle::new(Arc::clone(&self.controls))
+    }
+
+    /// A handle that reads the running workers' state from another thread
+    /// (metrics, service-manager status).
+    pub fn monitor(&self) -> Monitor {
+        Monitor::new(Arc::clone(&self.controls), Arc::clone(&self.budget))
     }
 
     /// Runs every worker (the first on this thread) until they have shut

@@ -356,20 +356,12 @@ pub fn require_tool(tool: &str) -> bool {
 // ---------------------------------------------------------------------------
 
 /// Raises this test process's soft descriptor limit to its hard limit (tests
-/// holding a thousand sockets need more than a default of 1024).
-pub fn raise_nofile_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
+/// holding a thousand sockets need more than a default of 1024): the same
+/// helper the daemon and the load generator use.
+pub fn raise_nofile_limit() {
+    if let Err(e) = echod_common::sys::raise_fd_limit() {
+        eprintln!("cannot raise this test's descriptor limit: {e}");
     }
-    lim.rlim_cur
 }
 
 /// Sets both the soft and the hard RLIMIT_NOFILE of the spawned daemon, so

@@ -86,7 +86,7 @@ impl Worker {
                     warn!(
                         "accept: {cause} ({} connections open); shedding new connections \
                          ({n} similar lines suppressed)",
-                        self.connections
+                        self.connections()
                     );
                 }
                 true
@@ -118,7 +118,7 @@ impl Worker {
 
     /// Registers an accepted stream, or sheds it when this worker is full.
     fn admit(&mut self, mut stream: Stream, peer: Peer) {
-        if self.connections >= self.config.max_connections {
+        if self.connections() >= self.config.max_connections {
             self.shared.stats.rejected_max_connections += 1;
             if let Some(n) = self.reject_log.allow_counting(self.shared.clock.now()) {
                 warn!(
@@ -148,7 +148,6 @@ impl Worker {
             self.shared.clock.now(),
         );
         entry.insert(Entry::Conn(conn));
-        self.connections += 1;
         self.shared.stats.opened(self.open.opened());
         debug!("open {peer} (token {key})");
         if let Some(banner) = self.config.banner.clone() {

@@ -22,7 +22,6 @@ mod timers;
 
 use std::fs::File;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +31,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::bind::WorkerSockets;
+use super::control::WorkerControl;
 use super::listener::Listener;
 use super::signals::SignalSource;
 use crate::config::Config;
@@ -92,9 +92,6 @@ pub(super) struct Worker {
     ready: Vec<usize>,
     /// Connections closed this turn, reaped after the batch.
     doomed: Vec<usize>,
-    /// Connections this worker holds (for `--max-connections`, which is per
-    /// worker). Changed only in `admit` and `reap_doomed`.
-    connections: usize,
     /// Connections open across all workers (shared): counted on admit and
     /// reap only, for an exact `peak_concurrent`.
     open: Arc<OpenConnections>,
@@ -105,9 +102,11 @@ pub(super) struct Worker {
     /// When the next pass over the connections for drain deadlines is due,
     /// while anything drains: one pass per [`DRAIN_TICK`], never one per turn.
     next_drain_sweep: Instant,
-    signals: SignalSource,
-    /// Set by a [`super::ShutdownHandle`]; its waker wakes the poll.
-    shutdown_requested: Arc<AtomicBool>,
+    /// SIGINT/SIGTERM/SIGUSR1, when the server catches them.
+    signals: Option<SignalSource>,
+    /// Every worker's requests from other threads (this one's at
+    /// `control_index`): shutdown, reports. Attached once all exist.
+    controls: Option<(Arc<[WorkerControl]>, usize)>,
     /// A spare descriptor, closed to accept-and-shed one connection when
     /// descriptors run out (libev's and nginx's trick).
     reserve_fd: Option<File>,
@@ -164,15 +163,14 @@ impl Worker {
     /// A worker owning `sockets` and `signals`; registers them (the only
     /// epoll_ctl calls besides one per accepted connection). `open` is the
     /// count of open connections all workers share. Returns the worker and
-    /// the waker that, with `shutdown_requested` set, asks it to shut down.
+    /// the waker for its [`WorkerControl`] ([`Worker::attach`]).
     pub(super) fn new(
         id: usize,
         config: Arc<Config>,
         sockets: WorkerSockets,
-        mut signals: SignalSource,
+        mut signals: Option<SignalSource>,
         open: Arc<OpenConnections>,
         budget: Arc<MemoryBudget>,
-        shutdown_requested: Arc<AtomicBool>,
     ) -> io::Result<(Worker, Waker)> {
         let poll = Poll::new()?;
         let mut entries = Slab::with_capacity(
@@ -190,7 +188,9 @@ impl Worker {
             udp.register(poll.registry(), Token(entry.key()))?;
             entry.insert(Entry::Udp(udp));
         }
-        signals.register(poll.registry(), SIGNAL_TOKEN)?;
+        if let Some(signals) = signals.as_mut() {
+            signals.register(poll.registry(), SIGNAL_TOKEN)?;
+        }
         let waker = Waker::new(poll.registry(), WAKER_TOKEN)?;
         let now = Instant::now();
         let next_idle_sweep = config.idle_timeout.map(|t| now + idle_tick(t));
@@ -213,12 +213,11 @@ impl Worker {
             config,
             ready: Vec::new(),
             doomed: Vec::new(),
-            connections: 0,
             open,
             draining: 0,
             next_drain_sweep: now,
             signals,
-            shutdown_requested,
+            controls: None,
             reserve_fd: File::open("/dev/null").ok(),
             accept_paused: None,
             next_idle_sweep,
@@ -276,7 +275,7 @@ impl Worker {
             next_timer = self.run_timers();
             self.reap();
             if let Some(deadline) = self.shared.shutdown_deadline {
-                if self.connections == 0 {
+                if self.connections() == 0 {
                     break;
                 }
                 if self.shared.clock.now() >= deadline {
@@ -287,7 +286,8 @@ impl Worker {
         }
         info!(
             "worker {} stopped: {} connections left",
-            self.id, self.connections
+            self.id,
+            self.connections()
         );
         Ok(self.shared.stats)
     }
@@ -318,15 +318,25 @@ impl Worker {
     #[cold]
     fn control(&mut self, token: Token) {
         if token == SIGNAL_TOKEN {
-            let requests = self.signals.drain();
+            let Some(signals) = self.signals.as_mut() else {
+                return;
+            };
+            let requests = signals.drain();
             if requests.snapshot {
                 self.log_snapshot();
             }
             if requests.shutdown {
                 self.begin_shutdown();
             }
-        } else if token == WAKER_TOKEN && self.shutdown_requested.load(Ordering::Acquire) {
-            self.begin_shutdown();
+        } else if token == WAKER_TOKEN {
+            let Some((controls, index)) = self.controls.clone() else {
+                return;
+            };
+            let control = &controls[index];
+            control.answer(|| self.report());
+            if control.shutdown_requested() {
+                self.begin_shutdown();
+            }
         }
     }
 
@@ -361,6 +371,19 @@ impl Worker {
             Next::Again => self.ready.push(key),
             Next::Reap => self.doomed.push(key),
         }
+    }
+
+    /// Gives the worker its end of the requests from other threads: entry
+    /// `index` of `controls`, whose waker [`Worker::new`] returned.
+    pub(super) fn attach(&mut self, controls: Arc<[WorkerControl]>, index: usize) {
+        self.controls = Some((controls, index));
+    }
+
+    /// Connections this worker holds (for `--max-connections`, which is per
+    /// worker): its counters' `current`, the one count of them, changed only
+    /// where a connection is admitted and where it is reaped.
+    fn connections(&self) -> usize {
+        self.shared.stats.current as usize
     }
 
     /// Starts ending connection `key` for `reason` by `until` (see
@@ -408,7 +431,6 @@ impl Worker {
                 debug_assert!(!conn.is_draining(), "reaped while draining");
                 let reason = conn.closed_reason().unwrap_or(CloseReason::Error);
                 conn.release(&mut self.shared);
-                self.connections -= 1;
                 self.open.closed();
                 self.shared.stats.ended(reason);
                 debug!("close {} ({reason})", conn.peer());

@@ -4,6 +4,7 @@
 use log::{debug, info};
 
 use super::{Entry, Worker};
+use crate::server::WorkerReport;
 use crate::stats::CloseReason;
 
 impl Worker {
@@ -13,24 +14,41 @@ impl Worker {
     /// progress not yet counted), and its counters so far, keyed as in the
     /// exit line.
     pub(super) fn log_snapshot(&self) {
+        let r = self.report();
+        info!(
+            "snapshot: worker={} open={} draining={} paused={} queued_bytes={} memory_used={} \
+             loop_turns={} events={} {}",
+            self.id,
+            r.open,
+            r.draining,
+            r.paused,
+            r.queued_bytes,
+            self.shared.pool.budget().used(),
+            r.loop_turns,
+            r.events,
+            r.stats
+        );
+    }
+
+    /// This worker's state now: one pass over the connections for what is
+    /// not counted as it happens (paused, queued).
+    pub(super) fn report(&self) -> WorkerReport {
         let (mut paused, mut queued) = (0, 0);
         for (_, entry) in self.entries.iter() {
             if let Entry::Conn(conn) = entry {
-                paused += usize::from(conn.is_paused());
-                queued += conn.queued();
+                paused += u64::from(conn.is_paused());
+                queued += conn.queued() as u64;
             }
         }
-        let draining = self.draining;
-        info!(
-            "snapshot: worker={} open={} draining={draining} paused={paused} \
-             queued_bytes={queued} memory_used={} loop_turns={} events={} {}",
-            self.id,
-            self.connections,
-            self.shared.pool.budget().used(),
-            self.loop_turns,
-            self.events,
-            self.shared.stats
-        );
+        WorkerReport {
+            open: self.connections() as u64,
+            draining: self.draining as u64,
+            paused,
+            queued_bytes: queued,
+            loop_turns: self.loop_turns,
+            events: self.events,
+            stats: self.shared.stats.clone(),
+        }
     }
 
     /// First SIGINT/SIGTERM: stop accepting and receiving datagrams, and
@@ -43,7 +61,9 @@ impl Worker {
         self.shared.shutdown_deadline = Some(deadline);
         info!(
             "worker {}: shutting down: {} connections to flush (at most {:?})",
-            self.id, self.connections, self.config.shutdown_timeout
+            self.id,
+            self.connections(),
+            self.config.shutdown_timeout
         );
         let keys: Vec<usize> = self.entries.iter().map(|(k, _)| k).collect();
         for key in keys {
