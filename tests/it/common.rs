@@ -205,6 +205,13 @@ impl Daemon {
             .unwrap_or(0)
     }
 
+    /// Descriptors the daemon has open, from /proc/PID/fd.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("/proc/PID/fd")
+            .count()
+    }
+
     /// utime + stime in clock ticks, from /proc.
     pub fn cpu_ticks(&self) -> u64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
@@ -307,6 +314,14 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     s.set_read_timeout(Some(WAIT)).unwrap();
     s.set_write_timeout(Some(WAIT)).unwrap();
     s
+}
+
+/// Closes `s` with an RST instead of a FIN (SO_LINGER 0).
+pub fn reset(s: TcpStream) {
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER 0");
+    drop(s);
 }
 
 /// Reads exactly `n` bytes or panics on timeout/EOF.

@@ -25,6 +25,7 @@ mod real_tools;
 mod reset;
 mod seeds_clients;
 mod signals;
+mod soak;
 mod systemd;
 mod udp;
 mod workers;

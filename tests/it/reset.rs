@@ -4,23 +4,14 @@
 //! time, and the daemon keeps accepting.
 
 use std::io::Write;
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::common::{self, Daemon};
 
 const RESETTERS: usize = 60;
 const BYSTANDERS: usize = 4;
-
-/// Closes `s` with an RST instead of a FIN.
-fn reset(s: TcpStream) {
-    socket2::SockRef::from(&s)
-        .set_linger(Some(Duration::ZERO))
-        .expect("SO_LINGER 0");
-    drop(s);
-}
 
 #[test]
 fn resetting_clients_do_not_disturb_others() {
@@ -63,7 +54,7 @@ fn resetting_clients_do_not_disturb_others() {
             // Reset right after a complete round trip.
             _ => common::round_trip(&mut s, b"then reset\n").unwrap(),
         }
-        reset(s);
+        common::reset(s);
     }
 
     // Still accepting, still echoing, after all those resets.
