@@ -283,7 +283,8 @@ impl Worker {
         }
         info!(
             "worker {} stopped: {} connections left",
-            self.id, self.connections()
+            self.id,
+            self.connections()
         );
         Ok(self.shared.stats)
     }

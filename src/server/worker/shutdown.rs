@@ -43,7 +43,9 @@ impl Worker {
         self.shared.shutdown_deadline = Some(deadline);
         info!(
             "worker {}: shutting down: {} connections to flush (at most {:?})",
-            self.id, self.connections(), self.config.shutdown_timeout
+            self.id,
+            self.connections(),
+            self.config.shutdown_timeout
         );
         let keys: Vec<usize> = self.entries.iter().map(|(k, _)| k).collect();
         for key in keys {
