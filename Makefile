@@ -25,10 +25,16 @@ test: test-deps
 ## nc and telnet for the real-tool tests; python3 for the seeds' clients.
 test-deps:
 	@command -v python3 >/dev/null || { echo "python3 is required"; exit 1; }
-	@command -v nc >/dev/null && command -v telnet >/dev/null || \
-	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	      apt-get update && apt-get install -y netcat-openbsd telnet; \
-	    else echo "WARNING: nc/telnet missing: their tests will say SKIPPED"; fi; }
+	@# zsh, fish and groff check what `make dist` generates (crates/echod-dist).
+	@missing=; \
+	  for pair in nc:netcat-openbsd telnet:telnet zsh:zsh fish:fish groff:groff-base; do \
+	    command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; \
+	  done; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      apt-get update && apt-get install -y $$missing; \
+	    else echo "WARNING: missing$$missing: their tests will say SKIPPED"; fi; \
+	  fi
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -52,5 +58,20 @@ bench-quick:
 callgrind:
 	bash bench/callgrind.sh
 
+## Everything an installer needs, in dist/out/: bin/ (release builds), man/,
+## completions/{bash,zsh,fish}/ (from the clap definitions, crates/echod-dist),
+## systemd/, doc/.
+DIST := dist/out
+.PHONY: dist
+dist: release
+	rm -rf $(DIST)
+	$(CARGO) run --release -q -p echod-dist -- $(DIST) >/dev/null
+	mkdir -p $(DIST)/bin $(DIST)/systemd $(DIST)/doc
+	cp target/release/echod target/release/echod-client target/release/echod-bench $(DIST)/bin/
+	cp dist/systemd/* $(DIST)/systemd/
+	cp -r README.md docs $(DIST)/doc/
+	@echo "dist: $$(find $(DIST) -type f | wc -l) files in $(DIST)/"
+
 clean:
 	$(CARGO) clean
+	rm -rf $(DIST)
