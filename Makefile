@@ -62,7 +62,7 @@ callgrind:
 ## completions/{bash,zsh,fish}/ (from the clap definitions, crates/echod-dist),
 ## systemd/, doc/.
 DIST := dist/out
-.PHONY: dist
+.PHONY: dist deb cargo-deb deb-check deb-install-check
 dist: release
 	rm -rf $(DIST)
 	$(CARGO) run --release -q -p echod-dist -- $(DIST) >/dev/null
@@ -71,6 +71,26 @@ dist: release
 	cp dist/systemd/* $(DIST)/systemd/
 	cp -r README.md docs $(DIST)/doc/
 	@echo "dist: $$(find $(DIST) -type f | wc -l) files in $(DIST)/"
+
+## The Debian package, target/debian/echod_<version>_<arch>.deb (cargo-deb,
+## installed when missing; the assets are listed in Cargo.toml). Its binaries
+## are stripped; their debug info (the release profile keeps it for perf)
+## goes to target/debian/echod-dbgsym_<version>_<arch>.ddeb.
+CARGO_DEB_VERSION := 3.8.0
+deb: dist cargo-deb
+	$(CARGO) deb -p echod --no-build --dbgsym
+
+cargo-deb:
+	@$(CARGO) deb --version >/dev/null 2>&1 || \
+	  $(CARGO) install cargo-deb --version $(CARGO_DEB_VERSION) --locked
+
+## The package unpacks with every file in place and its echod runs (dpkg -x).
+deb-check: deb
+	bash dist/deb-check.sh
+
+## deb-check, then a real dpkg -i, echod --version, dpkg -P (changes this machine).
+deb-install-check: deb
+	bash dist/deb-check.sh --install
 
 clean:
 	$(CARGO) clean
