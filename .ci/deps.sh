@@ -13,6 +13,9 @@ deps=(
   "nft nftables"        # faults: the packet-loss rule (no netem on this kernel)
   "systemd-socket-activate systemd"  # systemd: socket activation without systemd running
   "systemd-analyze systemd"          # systemd: verify and security of dist/systemd units
+  "zsh zsh"             # echod-dist: the generated zsh completions parse
+  "fish fish"           # echod-dist: the generated fish completions parse
+  "groff groff-base"    # echod-dist: the generated man pages parse
 )
 packages=()
 missing=()

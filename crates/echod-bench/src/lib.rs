@@ -7,7 +7,10 @@
 //!
 //! # Layout
 //! All modules are private; the public API is what the binary calls:
-//! [`BenchConfig`], [`run`], the [`Report`] it returns and [`BenchError`].
+//! [`Args`] (its flags), [`BenchConfig`], [`run`], the [`Report`] it returns
+//! and [`BenchError`].
+//! - `cli`: [`Args`], the command line (also read by crates/echod-dist for
+//!   the man page and shell completions).
 //! - `payload`: the message layout (sequence number, connection id, a
 //!   per-connection pattern) and piecewise verification.
 //! - `schedule`: open-loop intended send times and a precise timer.
@@ -29,6 +32,7 @@
 //!   only if there was none and every connection was established.
 //!   UDP loss (no reply within 1 s) is reported, not an error.
 
+mod cli;
 mod cpu_clock;
 mod payload;
 mod report;
@@ -47,6 +51,7 @@ use echod_common::addr::Endpoint;
 use echod_common::exit;
 use echod_common::UDP_MAX_PAYLOAD;
 
+pub use cli::Args;
 pub use report::{ErrorCounts, Latency, Report};
 
 /// `-c` default.

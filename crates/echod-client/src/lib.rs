@@ -33,12 +33,15 @@
 //! whose [`ClientError::exit_code`] is one of the [`exit`](echod_common::exit) statuses.
 //!
 //! # Layout
+//! - `cli`: [`Args`], the command line (also read by crates/echod-dist for
+//!   the man page and shell completions).
 //! - `error`: [`ClientError`] and its exit statuses.
 //! - `stream`: TCP and unix sockets, stream and framed modes: connecting,
 //!   the stdin thread, the socket-to-stdout loop and its idle timeout.
 //! - `framed`: encoding stdin lines as frames, printing received payloads.
 //! - `udp`: one datagram per line, the reply window and the wait at EOF.
 
+mod cli;
 mod error;
 mod framed;
 mod stream;
@@ -50,6 +53,7 @@ use std::time::{Duration, Instant};
 
 use echod_common::addr::Endpoint;
 
+pub use cli::Args;
 pub use error::{ClientError, ProtocolError, TimeoutKind};
 
 /// The seeds' `recv(1024)`.
