@@ -14,6 +14,7 @@
 mod bind;
 mod control;
 mod listener;
+pub(crate) mod metrics;
 pub(crate) mod signals;
 mod worker;
 
@@ -30,6 +31,7 @@ use crate::stats::{OpenConnections, Stats};
 use control::WorkerControl;
 use echod_common::addr::Endpoint;
 use listener::BindError;
+use metrics::MetricsListener;
 use worker::Worker;
 
 pub use control::{Monitor, Report, ShutdownHandle, WorkerReport};
@@ -70,6 +72,8 @@ pub struct Server {
     _unix_files: Vec<bind::UnixSocketFile>,
     controls: Arc<[WorkerControl]>,
     budget: Arc<MemoryBudget>,
+    /// `--metrics`: bound here, served from [`Server::run`].
+    metrics: Option<MetricsListener>,
 }
 
 /// Whether a [`Server`] catches SIGINT, SIGTERM and SIGUSR1 itself.
@@ -103,6 +107,14 @@ impl Server {
             .collect::<io::Result<Vec<_>>>()
             .map_err(|e| ServerError::Io("catch signals", e))?;
         let bound = bind::bind_all(&config)?;
+        let metrics = match config.metrics {
+            Some(addr) => {
+                let metrics = MetricsListener::bind(addr)?;
+                log::info!("listening on {} (metrics)", metrics.addr());
+                Some(metrics)
+            }
+            None => None,
+        };
         let open = Arc::new(OpenConnections::default());
         let budget = Arc::new(MemoryBudget::new(config.max_memory));
         let mut workers = Vec::with_capacity(config.workers);
@@ -131,12 +143,18 @@ impl Server {
             _unix_files: bound.unix_files,
             controls,
             budget,
+            metrics,
         })
     }
 
     /// The stream addresses served, port 0 resolved, in the order of `-l`.
     pub fn listen_addrs(&self) -> &[Endpoint] {
         &self.listen
+    }
+
+    /// The `--metrics` address, port 0 resolved.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsListener::addr)
     }
 
     /// The UDP addresses served, port 0 resolved, in the order of `-u`.
@@ -157,8 +175,21 @@ impl Server {
 
     /// Runs every worker (the first on this thread) until they have shut
     /// down, and returns their counters merged. The unix socket files are
-    /// removed before it returns.
+    /// removed before it returns. With `--metrics`, the metrics thread
+    /// serves for as long as the workers run.
     pub fn run(self) -> Result<Stats, ServerError> {
+        // Stopped when dropped, on every way out of this function.
+        let metrics = match self.metrics {
+            Some(listener) => Some(
+                listener
+                    .start(Monitor::new(
+                        Arc::clone(&self.controls),
+                        Arc::clone(&self.budget),
+                    ))
+                    .map_err(|e| ServerError::Io("start the metrics thread", e))?,
+            ),
+            None => None,
+        };
         let mut workers = self.workers.into_iter();
         let first = workers.next();
         let mut handles = Vec::new();
@@ -184,6 +215,8 @@ impl Server {
                 Err(_) => failure = Some(io::Error::other("a worker thread panicked")),
             }
         }
+        // The workers are gone: stop serving metrics before returning.
+        drop(metrics);
         match failure {
             Some(e) => Err(ServerError::Io("run the event loop", e)),
             None => Ok(total),
