@@ -17,6 +17,8 @@ pub struct Daemon {
     pub tcp: Vec<SocketAddr>,
     pub udp: Vec<SocketAddr>,
     pub unix: Vec<PathBuf>,
+    /// The `--metrics` address, if one was asked for.
+    pub metrics: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
 }
 
@@ -62,10 +64,12 @@ impl Daemon {
             tcp: vec![],
             udp: vec![],
             unix: vec![],
+            metrics: None,
             log,
         };
         let deadline = Instant::now() + WAIT;
-        while d.tcp.len() + d.udp.len() + d.unix.len() < expected {
+        while d.tcp.len() + d.udp.len() + d.unix.len() + usize::from(d.metrics.is_some()) < expected
+        {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
                 Ok(line) => line,
@@ -78,6 +82,7 @@ impl Daemon {
                     "(tcp)" => d.tcp.push(addr.parse().expect("tcp addr")),
                     "(udp)" => d.udp.push(addr.parse().expect("udp addr")),
                     "(unix)" => d.unix.push(addr.trim_start_matches("unix:").into()),
+                    "(metrics)" => d.metrics = Some(addr.parse().expect("metrics addr")),
                     other => panic!("unexpected listening line kind {other}"),
                 }
             }
@@ -236,7 +241,8 @@ fn expected_sockets(args: &[&str]) -> usize {
         .iter()
         .filter(|a| **a == "--udp" || **a == "-u")
         .count();
-    listens + udps
+    let metrics = usize::from(args.contains(&"--metrics"));
+    listens + udps + metrics
 }
 
 /// Held by the tests that move tens of megabytes, hold a thousand sockets or
@@ -321,6 +327,11 @@ pub fn temp_socket_path(tag: &str) -> PathBuf {
 /// Whether an external tool is on PATH; tests that need one say loudly when
 /// they skip, and fail instead when `CI` is set (CI installs them).
 pub fn require_tool(tool: &str) -> bool {
+    require_tool_from(tool, "netcat-openbsd and telnet")
+}
+
+/// As [`require_tool`], naming the package that provides `tool`.
+pub fn require_tool_from(tool: &str, package: &str) -> bool {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .stdout(Stdio::null())
@@ -331,7 +342,7 @@ pub fn require_tool(tool: &str) -> bool {
         if std::env::var_os("CI").is_some() {
             panic!("{tool} is required in CI (.ci/run installs it)");
         }
-        eprintln!("SKIPPED: `{tool}` is not installed; install netcat-openbsd and telnet to run this test");
+        eprintln!("SKIPPED: `{tool}` is not installed; install {package} to run this test");
     }
     found
 }
