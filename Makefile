@@ -45,9 +45,10 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## Fuzz the frame decoder for FUZZ_SECONDS (default 60).
+## Fuzz the frame decoder, then the metrics request reader, each for FUZZ_SECONDS (default 60).
 fuzz:
-	bash fuzz/run.sh
+	bash fuzz/run.sh decoder
+	bash fuzz/run.sh http
 
 ## The benchmark matrix against the C and tokio peers (docs/BENCHMARKS.md).
 bench:

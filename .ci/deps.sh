@@ -16,6 +16,7 @@ deps=(
   "zsh zsh"             # echod-dist: the generated zsh completions parse
   "fish fish"           # echod-dist: the generated fish completions parse
   "groff groff-base"    # echod-dist: the generated man pages parse
+  "promtool prometheus" # metrics: promtool checks a scrape, a real Prometheus scrapes echod
 )
 packages=()
 missing=()

@@ -5,6 +5,7 @@
 //! scripts depend on them, so they only ever gain aliases, never lose names.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,6 +85,10 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value = "256MiB", value_parser = parse_size)]
     pub max_memory: u64,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics (host:port; port 0 = any free port).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<Endpoint>,
+
     /// Independent single-threaded loops, each with its own SO_REUSEPORT sockets.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
@@ -116,6 +121,8 @@ pub struct Config {
     /// `--max-memory`: bytes all workers' connections may hold for their
     /// peers together (>= 1 chunk).
     pub max_memory: usize,
+    /// `--metrics`: where `GET /metrics` is served, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// A flag combination that parses but makes no sense, or an unreadable banner file.
@@ -172,6 +179,14 @@ impl Config {
                 "--udp {unix}: UDP needs host:port or [v6]:port, not a unix path"
             )));
         }
+        let metrics = match &args.metrics {
+            None => None,
+            Some(endpoint) => Some(endpoint.inet().ok_or_else(|| {
+                ConfigError(format!(
+                    "--metrics {endpoint}: metrics need host:port or [v6]:port, not a unix path"
+                ))
+            })?),
+        };
         let queue_limit = usize::try_from(args.queue_limit)
             .ok()
             .filter(|&n| n >= 1)
@@ -209,6 +224,7 @@ impl Config {
             shutdown_timeout: args.shutdown_timeout,
             workers: usize::from(args.workers),
             max_memory,
+            metrics,
         })
     }
 }
@@ -230,6 +246,7 @@ mod tests {
         assert_eq!(config.shutdown_timeout, Duration::from_secs(5));
         assert_eq!(config.workers, 1);
         assert_eq!(config.max_memory, 256 << 20);
+        assert_eq!(config.metrics, None);
     }
 
     #[test]

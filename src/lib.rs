@@ -5,7 +5,9 @@
 //! # Layout
 //! - `config`: command-line flags to a validated [`Config`]; no I/O.
 //! - `server`: binding ([`Server::bind`]), the workers, their event loop,
-//!   accept policy, timers, shutdown.
+//!   accept policy, timers, shutdown; and the `--metrics` thread
+//!   (`server::metrics`: its bounded HTTP request reader and the text
+//!   format encoder).
 //! - `connection`: one stream connection: its pure state machine
 //!   (`connection::state`), its socket glue, its outbound queue and the
 //!   worker's chunk pool (`connection::queue`).
@@ -43,3 +45,10 @@ pub use server::{
     ServerError, ShutdownHandle, Signals, WorkerReport, READ_BUF_SIZE, STATUS_INTERVAL,
 };
 pub use stats::Stats;
+
+/// What the fuzz targets (`fuzz/`) reach of the daemon's network-facing
+/// parsers; not an API. The frame decoder they fuzz is in `echod-common`.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::server::metrics::http::{parse, route, Head, HeadError, Parse, Route, MAX_HEAD};
+}

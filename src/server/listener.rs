@@ -126,6 +126,14 @@ fn local_inet(socket: &Socket, ep: &Endpoint) -> Result<SocketAddr, BindError> {
         })
 }
 
+/// Binds one TCP listener at `addr`, without SO_REUSEPORT (the metrics
+/// port: one socket, one thread); returns it and its address.
+pub fn bind_tcp_single(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), BindError> {
+    let socket = inet_socket(addr, false, false)?;
+    let resolved = local_inet(&socket, &Endpoint::Inet(addr))?;
+    Ok((TcpListener::from_std(socket.into()), resolved))
+}
+
 /// Resolves port 0 and checks the address is free, without SO_REUSEPORT, so
 /// that `--workers N` (whose sockets all set SO_REUSEPORT) cannot silently
 /// share a port with another daemon. The probe is closed before returning.

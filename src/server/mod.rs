@@ -18,6 +18,7 @@ mod activation;
 mod bind;
 mod control;
 mod listener;
+pub(crate) mod metrics;
 mod notify;
 pub(crate) mod signals;
 mod worker;
@@ -35,6 +36,7 @@ use crate::stats::{OpenConnections, Stats};
 use control::WorkerControl;
 use echod_common::addr::Endpoint;
 use listener::BindError;
+use metrics::MetricsListener;
 use worker::Worker;
 
 pub use activation::{ActivationError, Inherited};
@@ -80,6 +82,8 @@ pub struct Server {
     /// The notifier's end of the workers' notices, when `NOTIFY_SOCKET`
     /// asks for notifications; [`Server::run`] starts the thread.
     notices: Option<std::sync::mpsc::Receiver<notify::Notice>>,
+    /// `--metrics`: bound here, served from [`Server::run`].
+    metrics: Option<MetricsListener>,
 }
 
 /// Whether a [`Server`] catches SIGINT, SIGTERM and SIGUSR1 itself.
@@ -125,6 +129,14 @@ impl Server {
             .collect::<io::Result<Vec<_>>>()
             .map_err(|e| ServerError::Io("catch signals", e))?;
         let bound = bind::bind_all(&config, inherited)?;
+        let metrics = match config.metrics {
+            Some(addr) => {
+                let metrics = MetricsListener::bind(addr)?;
+                log::info!("listening on {} (metrics)", metrics.addr());
+                Some(metrics)
+            }
+            None => None,
+        };
         let open = Arc::new(OpenConnections::default());
         let budget = Arc::new(MemoryBudget::new(config.max_memory));
         let mut workers = Vec::with_capacity(config.workers);
@@ -161,12 +173,18 @@ impl Server {
             controls,
             budget,
             notices,
+            metrics,
         })
     }
 
     /// The stream addresses served, port 0 resolved, in the order of `-l`.
     pub fn listen_addrs(&self) -> &[Endpoint] {
         &self.listen
+    }
+
+    /// The `--metrics` address, port 0 resolved.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsListener::addr)
     }
 
     /// The UDP addresses served, port 0 resolved, in the order of `-u`.
@@ -191,6 +209,8 @@ impl Server {
     /// thread tells the service manager `READY=1` at once, then status,
     /// watchdog and stopping (see `server/notify.rs`); it has ended when
     /// this returns.
+    /// With `--metrics`, the metrics thread serves for as long as the
+    /// workers run.
     pub fn run(self) -> Result<Stats, ServerError> {
         let notifier = match self.notices {
             Some(notices) => {
@@ -199,6 +219,18 @@ impl Server {
                     .map_err(|e| ServerError::Io("start the service-manager notifier", e))?;
                 Some(thread)
             }
+            None => None,
+        };
+        // Stopped when dropped, on every way out of this function.
+        let metrics = match self.metrics {
+            Some(listener) => Some(
+                listener
+                    .start(Monitor::new(
+                        Arc::clone(&self.controls),
+                        Arc::clone(&self.budget),
+                    ))
+                    .map_err(|e| ServerError::Io("start the metrics thread", e))?,
+            ),
             None => None,
         };
         let mut workers = self.workers.into_iter();
@@ -233,6 +265,8 @@ impl Server {
                 warn!("the service-manager notifier panicked");
             }
         }
+        // The workers are gone: stop serving metrics before returning.
+        drop(metrics);
         match failure {
             Some(e) => Err(ServerError::Io("run the event loop", e)),
             None => Ok(total),

@@ -17,6 +17,8 @@ pub struct Daemon {
     pub tcp: Vec<SocketAddr>,
     pub udp: Vec<SocketAddr>,
     pub unix: Vec<PathBuf>,
+    /// The `--metrics` address, if one was asked for.
+    pub metrics: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
 }
 
@@ -74,6 +76,7 @@ impl Daemon {
             tcp: vec![],
             udp: vec![],
             unix: vec![],
+            metrics: None,
             log,
         };
         let deadline = Instant::now() + WAIT;
@@ -93,6 +96,7 @@ impl Daemon {
                     "(tcp)" => d.tcp.push(addr.parse().expect("tcp addr")),
                     "(udp)" => d.udp.push(addr.parse().expect("udp addr")),
                     "(unix)" => d.unix.push(addr.trim_start_matches("unix:").into()),
+                    "(metrics)" => d.metrics = Some(addr.parse().expect("metrics addr")),
                     other => panic!("unexpected listening line kind {other}"),
                 }
             }
@@ -258,7 +262,8 @@ fn expected_sockets(args: &[&str]) -> usize {
         .iter()
         .filter(|a| **a == "--udp" || **a == "-u")
         .count();
-    listens + udps
+    let metrics = usize::from(args.contains(&"--metrics"));
+    listens + udps + metrics
 }
 
 /// Held by the tests that move tens of megabytes, hold a thousand sockets or

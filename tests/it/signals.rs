@@ -113,6 +113,9 @@ fn assert_closed(stats: &str, expected: &[(&str, u64)]) {
 /// never end; the stats say the timeout, not the reader, ended it.
 #[test]
 fn sigterm_with_slow_reader_exits_0_within_shutdown_timeout() {
+    // Its 10 MB in flight count on the kernel's socket buffers; a heavy
+    // test beside it shrinks them (see common::heavy).
+    let _heavy = common::heavy();
     let mut d = debug_daemon(&["--shutdown-timeout", "2"]);
     let mut other = d.connect();
     common::round_trip(&mut other, b"bystander\n").unwrap();
