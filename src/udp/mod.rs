@@ -7,18 +7,23 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 
 use log::warn;
 use mio::event::Event;
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
 
+mod batch;
 mod guard;
 
 use crate::shared::{RateLimit, Shared};
+pub use batch::Batch;
+use batch::BATCH;
 use guard::check_source;
 
-/// Datagrams served per socket per turn before other work gets a go.
+/// Datagrams served per socket per turn before other work gets a go (four
+/// full batches).
 pub const DATAGRAMS_PER_TURN: usize = 64;
 
 /// One bound UDP socket and its readiness.
@@ -57,50 +62,66 @@ impl UdpEndpoint {
         }
     }
 
-    /// Echoes up to [`DATAGRAMS_PER_TURN`] datagrams. Returns true if the
-    /// socket may still hold some (serve it again before sleeping).
-    pub fn serve(&mut self, shared: &mut Shared, own_ports: &[u16], log: &mut RateLimit) -> bool {
-        let mut buf = std::mem::take(&mut shared.read_buf);
-        let mut more = false;
-        for served in 0..=DATAGRAMS_PER_TURN {
-            if !self.readable {
-                break;
+    /// Echoes up to [`DATAGRAMS_PER_TURN`] datagrams, a [`Batch`] at a time
+    /// (one `recvmmsg` and one `sendmmsg` each). Returns true if the socket
+    /// may still hold some (serve it again before sleeping).
+    pub fn serve(
+        &mut self,
+        shared: &mut Shared,
+        batch: &mut Batch,
+        own_ports: &[u16],
+        log: &mut RateLimit,
+    ) -> bool {
+        let fd = self.socket.as_raw_fd();
+        let mut served = 0;
+        while self.readable {
+            if served >= DATAGRAMS_PER_TURN {
+                return true;
             }
-            if served == DATAGRAMS_PER_TURN {
-                more = true;
-                break;
-            }
-            let (n, src) = match self.socket.recv_from(&mut buf) {
-                Ok(got) => got,
+            let n = match batch.recv(fd) {
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.readable = false;
                     break;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => continue, // e.g. ECONNREFUSED from an earlier reply's ICMP
+                // An earlier reply's ICMP error (ECONNREFUSED), reported on
+                // this call: the queue may still hold datagrams.
+                Err(_) => continue,
             };
-            shared.stats.datagrams_in += 1;
-            shared.stats.bytes_in += n as u64;
-            if let Err(reason) = check_source(src, own_ports) {
-                shared.stats.udp_dropped[reason as usize] += 1;
-                if let Some(suppressed) = log.allow_counting(shared.clock.now()) {
-                    warn!(
-                        "udp {}: dropped datagram from {src}: {} ({suppressed} similar lines suppressed)",
-                        self.local,
-                        reason.name()
-                    );
-                }
-                continue;
+            if n < BATCH {
+                // A short batch: the queue was empty when the call returned,
+                // and a datagram arriving since brings a new edge, so the
+                // call that would only say EAGAIN is skipped.
+                self.readable = false;
             }
-            match self.socket.send_to(&buf[..n], src) {
-                Ok(sent) => {
-                    shared.stats.datagrams_out += 1;
-                    shared.stats.bytes_out += sent as u64;
+            served += n;
+            let mut replies = [0usize; BATCH];
+            let mut count = 0;
+            for i in 0..n {
+                let (datagram, src) = batch.datagram(i);
+                shared.stats.datagrams_in += 1;
+                shared.stats.bytes_in += datagram.len() as u64;
+                let Some(src) = src else { continue };
+                if let Err(reason) = check_source(src, own_ports) {
+                    shared.stats.udp_dropped[reason as usize] += 1;
+                    if let Some(suppressed) = log.allow_counting(shared.clock.now()) {
+                        warn!(
+                            "udp {}: dropped datagram from {src}: {} ({suppressed} similar lines suppressed)",
+                            self.local,
+                            reason.name()
+                        );
+                    }
+                    continue;
                 }
-                Err(_) => shared.stats.udp_reply_dropped += 1,
+                replies[count] = i;
+                count += 1;
             }
+            let sent = batch.send(fd, &replies[..count]);
+            shared.stats.datagrams_out += sent.datagrams;
+            shared.stats.bytes_out += sent.bytes;
+            shared.stats.udp_reply_dropped += sent.dropped;
         }
-        shared.read_buf = buf;
-        more
+        false
     }
 }

@@ -42,7 +42,7 @@ use crate::connection::{Connection, Next};
 use crate::memory::{MemoryBudget, CHUNK_SIZE};
 use crate::shared::{RateLimit, Shared};
 use crate::stats::{CloseReason, OpenConnections, Stats};
-use crate::udp::UdpEndpoint;
+use crate::udp::{Batch, UdpEndpoint};
 use timers::idle_tick;
 
 /// The signal pipe's token, above any slab key.
@@ -121,6 +121,9 @@ pub(super) struct Worker {
     reject_log: RateLimit,
     exhausted_log: RateLimit,
     udp_log: RateLimit,
+    /// The datagram buffers of `recvmmsg`/`sendmmsg`, allocated only if
+    /// this worker serves UDP.
+    udp_batch: Option<Box<Batch>>,
     /// Every UDP port echod serves (all workers serve the same ones): a
     /// datagram from one of them is another echo service, never answered.
     udp_ports: Vec<u16>,
@@ -187,7 +190,7 @@ impl Worker {
                 .register(&mut listener, Token(entry.key()), Interest::READABLE)?;
             entry.insert(Entry::Listener(listener));
         }
-        let udp_ports = sockets.udp.iter().map(|u| u.local_addr().port()).collect();
+        let udp_ports: Vec<u16> = sockets.udp.iter().map(|u| u.local_addr().port()).collect();
         for mut udp in sockets.udp {
             let entry = entries.vacant_entry();
             udp.register(poll.registry(), Token(entry.key()))?;
@@ -230,6 +233,7 @@ impl Worker {
             reject_log: RateLimit::new(),
             exhausted_log: RateLimit::new(),
             udp_log: RateLimit::new(),
+            udp_batch: (!udp_ports.is_empty()).then(Box::default),
             udp_ports,
             loop_turns: 0,
             events: 0,
@@ -412,10 +416,12 @@ impl Worker {
     }
 
     fn serve_udp(&mut self, key: usize) {
-        let Some(Entry::Udp(udp)) = self.entries.get_mut(key) else {
+        let (Some(Entry::Udp(udp)), Some(batch)) =
+            (self.entries.get_mut(key), self.udp_batch.as_deref_mut())
+        else {
             return;
         };
-        if udp.serve(&mut self.shared, &self.udp_ports, &mut self.udp_log) {
+        if udp.serve(&mut self.shared, batch, &self.udp_ports, &mut self.udp_log) {
             self.ready.push(key);
         }
     }
