@@ -49,6 +49,7 @@ fmt:
 fuzz:
 	bash fuzz/run.sh decoder
 	bash fuzz/run.sh http
+	bash fuzz/run.sh sockperf
 
 ## The benchmark matrix against the C and tokio peers (docs/BENCHMARKS.md).
 bench:

@@ -17,6 +17,7 @@ deps=(
   "fish fish"           # echod-dist: the generated fish completions parse
   "groff groff-base"    # echod-dist: the generated man pages parse
   "promtool prometheus" # metrics: promtool checks a scrape, a real Prometheus scrapes echod
+  "sockperf sockperf"   # sockperf mode: the real sockperf client measures echod
 )
 packages=()
 missing=()

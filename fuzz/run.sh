@@ -13,7 +13,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz
 fi
 case "${1:-}" in
-    decoder | http) target=$1; shift ;;
+    decoder | http | sockperf) target=$1; shift ;;
     *) target=decoder ;;
 esac
 RUSTC_BOOTSTRAP=1 exec cargo fuzz run "$target" -- -max_total_time="${FUZZ_SECONDS:-60}" "$@"

@@ -24,6 +24,9 @@ pub enum Mode {
     Echo,
     /// The seeds' 10-byte length-header frames, each echoed verbatim.
     Framed,
+    /// The sockperf benchmark's messages: requests for a reply come back
+    /// with the client flag cleared, the rest are consumed.
+    Sockperf,
 }
 
 /// The daemon's flags as typed by the user (clap's view).
@@ -167,6 +170,13 @@ impl Config {
                 Some(framed.into())
             }
             (Some(bytes), Mode::Echo) => Some(bytes.into()),
+            (Some(_), Mode::Sockperf) => {
+                return Err(ConfigError(
+                    "--banner cannot be used with --mode sockperf (a sockperf client \
+                     expects only its own messages)"
+                        .into(),
+                ))
+            }
             (None, _) => None,
         };
         if args.max_frame > MAX_HEADER_VALUE {

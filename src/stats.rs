@@ -133,7 +133,7 @@ pub struct Stats {
     pub datagrams_in: u64,
     pub datagrams_out: u64,
     /// UDP datagrams refused by the reflection guard, indexed like `DropReason::ALL`.
-    pub udp_dropped: [u64; 5],
+    pub udp_dropped: [u64; DropReason::ALL.len()],
     /// UDP replies dropped because the socket would block.
     pub udp_reply_dropped: u64,
     /// Connections ended, indexed like `CloseReason::ALL`.
@@ -202,16 +202,22 @@ pub enum DropReason {
     Multicast,
     /// Source address is `255.255.255.255`.
     Broadcast,
+    /// `--mode sockperf`: a datagram that is not a sockperf message (a
+    /// length below its header, above `--max-frame`, or not its size). Not
+    /// the guard's: judged after it.
+    BadMessage,
 }
 
 impl DropReason {
-    /// Every reason, in the order `udp::guard::check_source` tests them (for counters).
-    pub const ALL: [DropReason; 5] = [
+    /// Every reason, in the order `udp::guard::check_source` tests them, then
+    /// the ones judged after it (for counters).
+    pub const ALL: [DropReason; 6] = [
         DropReason::PrivilegedPort,
         DropReason::OwnPort,
         DropReason::Unspecified,
         DropReason::Multicast,
         DropReason::Broadcast,
+        DropReason::BadMessage,
     ];
 
     /// A stable `snake_case` name for logs and the stats summary.
@@ -222,6 +228,7 @@ impl DropReason {
             DropReason::Unspecified => "unspecified_source",
             DropReason::Multicast => "multicast_source",
             DropReason::Broadcast => "broadcast_source",
+            DropReason::BadMessage => "bad_message",
         }
     }
 }

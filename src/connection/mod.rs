@@ -31,6 +31,7 @@ use crate::config::Mode;
 use crate::shared::Shared;
 use crate::stats::{CloseReason, Stats};
 use echod_common::framing::FrameDecoder;
+use echod_common::sockperf;
 use echod_common::stream::MioStream as Stream;
 use queue::{ChunkPool, OutQueue};
 pub use state::DRAIN_LINGER;
@@ -190,6 +191,13 @@ impl Flags {
     }
 }
 
+/// What a framed or sockperf connection's input goes through.
+#[derive(Debug)]
+enum Decoder {
+    Frames(FrameDecoder),
+    Sockperf(sockperf::StreamDecoder),
+}
+
 /// A connection's whole state. Small on purpose: an idle one costs this
 /// struct plus its slab slot, and no buffer (see docs/ARCHITECTURE.md).
 #[derive(Debug)]
@@ -198,8 +206,8 @@ pub struct Connection {
     peer: Peer,
     queue: OutQueue,
     phase: Phase,
-    /// Framed mode's decoder; `None` in echo mode.
-    decoder: Option<FrameDecoder>,
+    /// Framed or sockperf mode's decoder; `None` in echo mode.
+    decoder: Option<Decoder>,
     /// Last moment a byte moved either way; kept only with `--idle-timeout`
     /// (otherwise the moment of accept, never read).
     last_active: Instant,
@@ -219,13 +227,17 @@ impl Connection {
         now: Instant,
     ) -> Self {
         let mut flags = Flags(Flags::WRITABLE);
-        flags.assign(Flags::NOT_PLAIN_ECHO, mode == Mode::Framed || once);
+        flags.assign(Flags::NOT_PLAIN_ECHO, mode != Mode::Echo || once);
         Connection {
             stream,
             peer,
             queue: OutQueue::new(),
             phase: Phase::Open,
-            decoder: (mode == Mode::Framed).then(|| FrameDecoder::new(max_frame)),
+            decoder: match mode {
+                Mode::Echo => None,
+                Mode::Framed => Some(Decoder::Frames(FrameDecoder::new(max_frame))),
+                Mode::Sockperf => Some(Decoder::Sockperf(sockperf::StreamDecoder::new(max_frame))),
+            },
             last_active: now,
             flags,
         }
@@ -504,7 +516,11 @@ impl Connection {
     fn on_eof(&mut self) {
         if self.phase == Phase::Open {
             if let Some(d) = &self.decoder {
-                if !d.at_boundary() {
+                let at_boundary = match d {
+                    Decoder::Frames(d) => d.at_boundary(),
+                    Decoder::Sockperf(d) => d.at_boundary(),
+                };
+                if !at_boundary {
                     debug!("{}: peer closed in the middle of a frame", self.peer);
                 }
             }
@@ -536,7 +552,8 @@ impl Connection {
                     self.begin_draining(CloseReason::Once, until);
                 }
             }
-            Some(decoder) => {
+            Some(Decoder::Sockperf(_)) => self.answer_sockperf(input, shared)?,
+            Some(Decoder::Frames(decoder)) => {
                 let max_frames = if once { 1 } else { u64::MAX };
                 let decoded = decoder.decode(input, max_frames);
                 let frames_done = decoder.frames();
@@ -555,6 +572,37 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// Sockperf mode: answers the messages that ask for a reply (header with
+    /// the client flag cleared, then the payload as it streams in) and
+    /// consumes the rest. A length the protocol cannot follow ends the
+    /// connection after what came before it, as a bad frame does.
+    fn answer_sockperf(&mut self, mut input: &[u8], shared: &mut Shared) -> io::Result<()> {
+        loop {
+            let Some(Decoder::Sockperf(decoder)) = self.decoder.as_mut() else {
+                return Ok(());
+            };
+            let before = decoder.messages();
+            let (used, event) = decoder.next_event(input);
+            shared.stats.frames += decoder.messages() - before;
+            let part = &input[..used];
+            input = &input[used..];
+            match event {
+                None => return Ok(()),
+                Some(sockperf::Event::Reply(header)) => self.send([&header[..]], shared)?,
+                Some(sockperf::Event::Payload(_)) => self.send([part], shared)?,
+                Some(sockperf::Event::Skip(_)) => {}
+                Some(sockperf::Event::Error(err)) => {
+                    if shared.bad_frame_log.allow(shared.clock.now()) {
+                        warn!("{}: closing: {err}", self.peer);
+                    }
+                    let until = shared.clock.now() + DRAIN_LINGER;
+                    self.begin_draining(CloseReason::BadFrame, until);
+                    return Ok(());
+                }
+            }
+        }
     }
 
     /// Writes `parts` at once if nothing is queued, queueing only what the

@@ -114,6 +114,12 @@ impl Batch {
         )
     }
 
+    /// Slot `i`'s datagram, to rewrite in place before it is sent back.
+    pub fn datagram_mut(&mut self, i: usize) -> &mut [u8] {
+        debug_assert!(i < self.filled);
+        &mut self.bufs[i * SLOT..i * SLOT + self.lens[i]]
+    }
+
     /// Sends each slot in `slots` back to where it came from, with as few
     /// `sendmmsg` calls as the socket allows. A reply that would block ends
     /// the batch (the rest are dropped, as one reply would be); one that fails

@@ -286,7 +286,8 @@ mod tests {
                 "own_port",
                 "unspecified_source",
                 "multicast_source",
-                "broadcast_source"
+                "broadcast_source",
+                "bad_message"
             ]
         );
     }

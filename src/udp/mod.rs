@@ -18,8 +18,10 @@ mod batch;
 mod guard;
 
 use crate::shared::{RateLimit, Shared};
+use crate::stats::DropReason;
 pub use batch::Batch;
 use batch::BATCH;
+use echod_common::sockperf;
 use guard::check_source;
 
 /// Datagrams served per socket per turn before other work gets a go (four
@@ -70,6 +72,7 @@ impl UdpEndpoint {
         shared: &mut Shared,
         batch: &mut Batch,
         own_ports: &[u16],
+        sockperf_max: Option<u64>,
         log: &mut RateLimit,
     ) -> bool {
         let fd = self.socket.as_raw_fd();
@@ -113,6 +116,22 @@ impl UdpEndpoint {
                         );
                     }
                     continue;
+                }
+                if let Some(max) = sockperf_max {
+                    match sockperf::reply_in_place(batch.datagram_mut(i), max) {
+                        Ok(true) => {}
+                        Ok(false) => continue, // consumed silently
+                        Err(err) => {
+                            shared.stats.udp_dropped[DropReason::BadMessage as usize] += 1;
+                            if let Some(suppressed) = log.allow_counting(shared.clock.now()) {
+                                warn!(
+                                    "udp {}: dropped datagram from {src}: {err} ({suppressed} similar lines suppressed)",
+                                    self.local
+                                );
+                            }
+                            continue;
+                        }
+                    }
                 }
                 replies[count] = i;
                 count += 1;

@@ -27,6 +27,7 @@ mod reset;
 mod seeds_clients;
 mod signals;
 mod soak;
+mod sockperf;
 mod systemd;
 mod udp;
 mod workers;

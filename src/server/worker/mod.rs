@@ -36,7 +36,7 @@ use super::control::WorkerControl;
 use super::listener::Listener;
 use super::notify::Notice;
 use super::signals::SignalSource;
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::connection::queue::ChunkPool;
 use crate::connection::{Connection, Next};
 use crate::memory::{MemoryBudget, CHUNK_SIZE};
@@ -421,7 +421,14 @@ impl Worker {
         else {
             return;
         };
-        if udp.serve(&mut self.shared, batch, &self.udp_ports, &mut self.udp_log) {
+        let sockperf_max = (self.config.mode == Mode::Sockperf).then_some(self.config.max_frame);
+        if udp.serve(
+            &mut self.shared,
+            batch,
+            &self.udp_ports,
+            sockperf_max,
+            &mut self.udp_log,
+        ) {
             self.ready.push(key);
         }
     }
