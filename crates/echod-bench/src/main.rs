@@ -2,6 +2,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -88,9 +89,29 @@ struct Args {
     #[arg(long, conflicts_with_all = ["rate", "messages", "udp"])]
     idle: bool,
 
-    /// Print one JSON object on stdout instead of the summary
+    /// Print one JSON object on stdout instead of the summary (with --interval, one per interval first, a line each)
     #[arg(long)]
     json: bool,
+
+    /// Open at most R new connections per second (the ramp-up, and replacements)
+    #[arg(long, value_name = "R")]
+    connect_rate: Option<f64>,
+
+    /// Close each connection after N verified echoes and open a new one in its place
+    #[arg(long, value_name = "N")]
+    conn_messages: Option<u64>,
+
+    /// A progress line on stderr every SECS (with --json, a JSON line on stdout too)
+    #[arg(long, value_name = "SECS", value_parser = echod_common::flags::positive_seconds)]
+    interval: Option<Duration>,
+
+    /// Write every interval's latency histogram to FILE, in HdrHistogram's interval log format
+    #[arg(long, value_name = "FILE")]
+    hdr_log: Option<PathBuf>,
+
+    /// Draw messages/s and p50/p99/p99.9 latency over the run as an SVG chart in FILE
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
 
     /// Also report this local process's CPU time (user + system, all threads) over the measured time, and per message: pass the server's pid
     #[arg(long, value_name = "PID")]
@@ -130,8 +151,14 @@ fn main() -> ExitCode {
     cfg.framed = args.framed;
     cfg.udp = args.udp;
     cfg.idle = args.idle;
-    cfg.progress = !args.json && std::io::stderr().is_terminal();
+    cfg.progress = !args.json && args.interval.is_none() && std::io::stderr().is_terminal();
     cfg.server_pid = args.server_pid;
+    cfg.connect_rate = args.connect_rate;
+    cfg.conn_messages = args.conn_messages;
+    cfg.interval = args.interval;
+    cfg.interval_json = args.json;
+    cfg.hdr_log = args.hdr_log;
+    cfg.plot = args.plot;
 
     match bench::run(&cfg, stop) {
         Ok(report) => {
