@@ -1248,3 +1248,33 @@ impl<'a> Worker<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tcpkali's issue #61: a plain bind() to (source, 0) takes a port from
+    /// the source's whole ephemeral range. With IP_BIND_ADDRESS_NO_PORT the
+    /// bind reserves no port (getsockname says 0) until connect() picks one
+    /// per (source, destination) pair.
+    #[test]
+    fn source_bind_leaves_the_port_to_connect() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut cfg = BenchConfig::new(Endpoint::Inet(listener.local_addr().unwrap()));
+        cfg.source_ips = vec!["127.0.0.2".parse().unwrap()];
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        set_bind_address_no_port(&sock).unwrap();
+        sock.bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into())
+            .unwrap();
+        let local = sock.local_addr().unwrap().as_socket().unwrap();
+        assert_eq!(local.port(), 0, "bind reserved a port: {local}");
+
+        let Sock::Stream(Stream::Tcp(stream)) = open_socket(&cfg, 0).unwrap() else {
+            panic!("a TCP stream");
+        };
+        let (_peer, from) = listener.accept().unwrap();
+        assert_eq!(from.ip().to_string(), "127.0.0.2");
+        assert_ne!(from.port(), 0);
+        drop(stream);
+    }
+}
