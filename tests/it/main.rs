@@ -18,6 +18,7 @@ mod framed;
 mod half_close;
 mod idle_timeout;
 mod load_generator;
+mod load_generator_features;
 mod many_clients;
 mod max_connections;
 mod memory_budget;

@@ -5,6 +5,7 @@
 //! only parses it and builds a [`BenchConfig`](crate::BenchConfig).
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -88,9 +89,29 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["rate", "messages", "udp"])]
     pub idle: bool,
 
-    /// Print one JSON object on stdout instead of the summary
+    /// Print one JSON object on stdout instead of the summary (with --interval, one per interval first, a line each)
     #[arg(long)]
     pub json: bool,
+
+    /// Open at most R new connections per second (the ramp-up, and replacements)
+    #[arg(long, value_name = "R")]
+    pub connect_rate: Option<f64>,
+
+    /// Close each connection after N verified echoes and open a new one in its place
+    #[arg(long, value_name = "N")]
+    pub conn_messages: Option<u64>,
+
+    /// A progress line on stderr every SECS (with --json, a JSON line on stdout too)
+    #[arg(long, value_name = "SECS", value_parser = echod_common::flags::positive_seconds)]
+    pub interval: Option<Duration>,
+
+    /// Write every interval's latency histogram to FILE, in HdrHistogram's interval log format
+    #[arg(long, value_name = "FILE")]
+    pub hdr_log: Option<PathBuf>,
+
+    /// Draw messages/s and p50/p99/p99.9 latency over the run as an SVG chart in FILE
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
 
     /// Also report this local process's CPU time (user + system, all threads) over the measured time, and per message: pass the server's pid
     #[arg(long, value_name = "PID")]

@@ -16,6 +16,8 @@
 //! - `schedule`: open-loop intended send times and a precise timer.
 //! - `worker`: one thread's poll loop: connect, run, drain.
 //! - `report`: tallies, merging, the human summary and the JSON object.
+//! - `intervals`: merges the workers' interval samples; progress lines,
+//!   JSON lines, the HdrHistogram interval log and the SVG plot.
 //! - `cpu_clock`: another process's CPU time, for `--server-pid`.
 //!
 //! # Semantics (the contract in docs/LOADTEST.md)
@@ -31,9 +33,17 @@
 //! - Every failure is counted by kind ([`ErrorCounts`]); the run is `ok`
 //!   only if there was none and every connection was established.
 //!   UDP loss (no reply within 1 s) is reported, not an error.
+//! - `--connect-rate R`: at most R connects per second (shared out between
+//!   the threads), for the first `-c` and for replacements.
+//! - `--conn-messages N`: a connection that has had N verified echoes is
+//!   closed by echod-bench and a new one (a new id) takes its place.
+//! - Intervals (`--interval`, `--hdr-log`, `--plot`) start at the end of the
+//!   warm-up; each worker records into one histogram and hands it over at
+//!   each interval's end, so the per-message cost does not change.
 
 mod cli;
 mod cpu_clock;
+mod intervals;
 mod payload;
 mod report;
 mod schedule;
@@ -42,9 +52,10 @@ mod worker;
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Barrier, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{mpsc, Arc, Barrier, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use cpu_clock::ProcessCpuClock;
 use echod_common::addr::Endpoint;
@@ -52,6 +63,7 @@ use echod_common::exit;
 use echod_common::UDP_MAX_PAYLOAD;
 
 pub use cli::Args;
+pub use intervals::Interval;
 pub use report::{ErrorCounts, Latency, Report};
 
 /// `-c` default.
@@ -66,6 +78,11 @@ pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 const MAX_CONNECTING: usize = 512;
 /// The largest `-l`: messages are buffered whole on the sending side.
 const MAX_LENGTH: usize = 64 << 20;
+/// The interval `--hdr-log` and `--plot` use when `--interval` is not given.
+pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+/// The shortest `--interval`: each interval end copies a histogram of about
+/// 270 KiB per thread, which must stay rare next to the messages.
+const MIN_INTERVAL: Duration = Duration::from_millis(50);
 
 /// When a run ends.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -104,6 +121,18 @@ pub struct BenchConfig {
     /// `--server-pid`: a local process (the server) whose CPU time over the
     /// measured window is reported, per message too.
     pub server_pid: Option<u32>,
+    /// `--connect-rate`: new connections per second at most.
+    pub connect_rate: Option<f64>,
+    /// `--conn-messages`: verified echoes per connection before it is replaced.
+    pub conn_messages: Option<u64>,
+    /// `--interval`: report every this long (progress lines on stderr).
+    pub interval: Option<Duration>,
+    /// With `interval`: one JSON object per interval on stdout (`--json`).
+    pub interval_json: bool,
+    /// `--hdr-log`: every interval's histogram, HdrHistogram interval log format.
+    pub hdr_log: Option<PathBuf>,
+    /// `--plot`: an SVG chart of messages/s and latency percentiles.
+    pub plot: Option<PathBuf>,
 }
 
 impl BenchConfig {
@@ -124,7 +153,21 @@ impl BenchConfig {
             idle: false,
             progress: false,
             server_pid: None,
+            connect_rate: None,
+            conn_messages: None,
+            interval: None,
+            interval_json: false,
+            hdr_log: None,
+            plot: None,
         }
+    }
+
+    /// How often the workers hand over interval samples: `--interval`, or
+    /// [`DEFAULT_SAMPLE_INTERVAL`] when only a log or a plot needs them.
+    pub(crate) fn sample_every(&self) -> Option<Duration> {
+        self.interval.or_else(|| {
+            (self.hdr_log.is_some() || self.plot.is_some()).then_some(DEFAULT_SAMPLE_INTERVAL)
+        })
     }
 
     /// Refuses combinations that cannot work, with a [`BenchError::Usage`].
@@ -159,6 +202,31 @@ impl BenchConfig {
             }
             if self.idle {
                 return usage("--idle sends nothing; --rate makes no sense with it".into());
+            }
+        }
+        if let Some(r) = self.connect_rate {
+            if !(r.is_finite() && r > 0.0) {
+                return usage(
+                    "--connect-rate must be a positive number of connections per second".into(),
+                );
+            }
+        }
+        if let Some(n) = self.conn_messages {
+            if n == 0 {
+                return usage("--conn-messages must be at least 1".into());
+            }
+            if self.udp || self.idle {
+                return usage(
+                    "--conn-messages needs connections that send: not with --udp or --idle".into(),
+                );
+            }
+        }
+        if let Some(i) = self.interval {
+            if i < MIN_INTERVAL {
+                return usage(format!(
+                    "--interval must be at least {} s",
+                    MIN_INTERVAL.as_secs_f64()
+                ));
             }
         }
         if self.udp {
@@ -269,6 +337,10 @@ pub(crate) struct Shared {
     pub progress_messages: AtomicU64,
     pub progress_connected: AtomicU64,
     pub started: OnceLock<Instant>,
+    /// The wall clock at `started` (the HdrHistogram log's time base).
+    pub started_wall: OnceLock<SystemTime>,
+    /// Where workers send interval samples, when intervals are on.
+    pub samples: Option<mpsc::Sender<intervals::Sample>>,
 }
 
 /// Splits `total` into `parts` shares differing by at most one.
@@ -292,6 +364,15 @@ pub fn run(cfg: &BenchConfig, stop: Arc<AtomicBool>) -> Result<Report, BenchErro
         Ok(_) => {}
         Err(e) => log::warn!("cannot raise the open-files limit: {e}"),
     }
+    let outputs = intervals::Outputs::open(cfg)
+        .map_err(|(context, source)| BenchError::Io { context, source })?;
+    let (samples_tx, samples_rx) = match cfg.sample_every() {
+        Some(_) => {
+            let (tx, rx) = mpsc::channel();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
     let shared = Shared {
         cfg: cfg.clone(),
         payload: payload::Payload::new(cfg.length, cfg.framed),
@@ -300,12 +381,15 @@ pub fn run(cfg: &BenchConfig, stop: Arc<AtomicBool>) -> Result<Report, BenchErro
         progress_messages: AtomicU64::new(0),
         progress_connected: AtomicU64::new(0),
         started: OnceLock::new(),
+        started_wall: OnceLock::new(),
+        samples: samples_tx,
     };
     let mut first_id = 0;
     let plans: Vec<worker::Plan> = (0..cfg.threads)
         .map(|i| {
             let count = share(cfg.connections as u64, cfg.threads, i) as usize;
             let plan = worker::Plan {
+                index: i,
                 first_id,
                 count,
                 budget: match cfg.limit {
@@ -314,6 +398,9 @@ pub fn run(cfg: &BenchConfig, stop: Arc<AtomicBool>) -> Result<Report, BenchErro
                 },
                 rate: cfg.rate.map(|r| r * count as f64 / cfg.connections as f64),
                 max_connecting: (MAX_CONNECTING / cfg.threads).max(1),
+                connect_rate: cfg
+                    .connect_rate
+                    .map(|r| r * count as f64 / cfg.connections as f64),
             };
             first_id += count as u64;
             plan
@@ -327,7 +414,7 @@ pub fn run(cfg: &BenchConfig, stop: Arc<AtomicBool>) -> Result<Report, BenchErro
         None => None,
     };
     let done = AtomicBool::new(false);
-    let (results, server_cpu) = std::thread::scope(|scope| {
+    let (results, server_cpu, output_errors) = std::thread::scope(|scope| {
         let handles: Vec<_> = plans
             .into_iter()
             .enumerate()
@@ -342,6 +429,10 @@ pub fn run(cfg: &BenchConfig, stop: Arc<AtomicBool>) -> Result<Report, BenchErro
             let (shared, done) = (&shared, &done);
             scope.spawn(move || progress_bar(shared, done));
         }
+        let reporter = samples_rx.map(|rx| {
+            let (shared, done) = (&shared, &done);
+            scope.spawn(move || outputs.run(rx, shared, done))
+        });
         let sampler = server_clock.map(|clock| {
             let (shared, done) = (&shared, &done);
             scope.spawn(move || server_cpu_in_window(clock, shared, done))
@@ -377,9 +468,14 @@ pub fn run(cfg: &BenchConfig, stop: Arc<AtomicBool>) -> Result<Report, BenchErro
         }
         done.store(true, Ordering::Relaxed);
         let server_cpu = sampler.and_then(|s| s.join().ok().flatten());
+        let output_errors = match reporter.map(|r| r.join()) {
+            Some(Ok(errors)) => errors,
+            Some(Err(_)) => vec!["the interval reporter panicked".to_string()],
+            None => Vec::new(),
+        };
         match failure {
             Some(e) => Err(e),
-            None => Ok((results, server_cpu)),
+            None => Ok((results, server_cpu, output_errors)),
         }
     })?;
 
@@ -394,8 +490,14 @@ pub fn run(cfg: &BenchConfig, stop: Arc<AtomicBool>) -> Result<Report, BenchErro
         pipeline: cfg.pipeline,
         rate: cfg.rate,
         warmup_s: cfg.warmup.as_secs_f64(),
+        connect_rate: cfg.connect_rate,
+        conn_messages: cfg.conn_messages,
+        interval_s: cfg.sample_every().map(|d| d.as_secs_f64()),
     };
     let mut report = Report::merge(info, results);
+    for e in output_errors {
+        report.output_failed(e);
+    }
     if let Some(cpu) = server_cpu {
         report.set_server_cpu(cpu);
     }
@@ -505,5 +607,18 @@ mod tests {
         c.idle = true;
         c.rate = Some(10.0);
         assert_eq!(c.validate().unwrap_err().exit_code(), exit::USAGE);
+        let mut c = cfg();
+        c.connect_rate = Some(f64::INFINITY);
+        assert!(c.validate().is_err());
+        let mut c = cfg();
+        c.conn_messages = Some(5);
+        c.udp = true;
+        assert!(c.validate().is_err(), "UDP has no connections to replace");
+        let mut c = cfg();
+        c.interval = Some(Duration::from_millis(1));
+        assert!(c.validate().is_err());
+        let mut c = cfg();
+        c.plot = Some("x.svg".into());
+        assert_eq!(c.sample_every(), Some(DEFAULT_SAMPLE_INTERVAL));
     }
 }

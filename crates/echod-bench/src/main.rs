@@ -42,8 +42,14 @@ fn main() -> ExitCode {
     cfg.framed = args.framed;
     cfg.udp = args.udp;
     cfg.idle = args.idle;
-    cfg.progress = !args.json && std::io::stderr().is_terminal();
+    cfg.progress = !args.json && args.interval.is_none() && std::io::stderr().is_terminal();
     cfg.server_pid = args.server_pid;
+    cfg.connect_rate = args.connect_rate;
+    cfg.conn_messages = args.conn_messages;
+    cfg.interval = args.interval;
+    cfg.interval_json = args.json;
+    cfg.hdr_log = args.hdr_log;
+    cfg.plot = args.plot;
 
     match bench::run(&cfg, stop) {
         Ok(report) => {

@@ -87,8 +87,15 @@ pub struct WorkerResult {
     pub messages: u64,
     /// Wire bytes of those messages (one direction).
     pub bytes: u64,
-    /// Connections that were established.
+    /// Connections of the first `-c` that were established.
     pub connected: u64,
+    /// Replacement connections (`--conn-messages`) that were established.
+    pub reconnected: u64,
+    /// Connections closed by echod-bench after their `--conn-messages`
+    /// echoes, in the measured window.
+    pub completed: u64,
+    /// Connect latencies (non-blocking connect to established), in ns.
+    pub connect_hist: Histogram<u64>,
     /// Connections still open when the run ended.
     pub open_at_end: u64,
     /// Measured UDP datagrams with no reply within the loss timeout.
@@ -126,6 +133,9 @@ impl WorkerResult {
             messages: 0,
             bytes: 0,
             connected: 0,
+            reconnected: 0,
+            completed: 0,
+            connect_hist: new_histogram(),
             open_at_end: 0,
             lost: 0,
             late: 0,
@@ -168,9 +178,43 @@ pub struct Latency {
     pub mean: f64,
 }
 
+impl Latency {
+    /// The percentiles of a histogram of nanoseconds; all zero when it is
+    /// empty (so JSON never holds NaN).
+    pub(crate) fn of(hist: &Histogram<u64>) -> Latency {
+        if hist.is_empty() {
+            return Latency::default();
+        }
+        let us = |ns: u64| ns as f64 / 1000.0;
+        Latency {
+            min: us(hist.min()),
+            p50: us(hist.value_at_quantile(0.50)),
+            p90: us(hist.value_at_quantile(0.90)),
+            p99: us(hist.value_at_quantile(0.99)),
+            p999: us(hist.value_at_quantile(0.999)),
+            max: us(hist.max()),
+            mean: hist.mean() / 1000.0,
+        }
+    }
+}
+
+/// `n` per second over `seconds`, 0 when no time passed (never NaN or
+/// infinity).
+pub(crate) fn per_sec(n: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        n as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
 /// The run's summary: `Display` for people, `Serialize` for `--json`.
+/// The JSON schema is in docs/LOADTEST.md (and checked by the tests).
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// Always `"summary"` (interval objects say `"interval"`).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
     /// The target as given.
     pub target: String,
     /// `tcp`, `unix` or `udp`.
@@ -178,14 +222,29 @@ pub struct Report {
     pub framed: bool,
     /// `closed` (pipelined), `open` (`--rate`) or `idle`.
     pub mode: &'static str,
-    /// Connections established (UDP: sockets opened).
+    /// Connections of the first `-c` established (UDP: sockets opened).
     pub connections: u64,
     /// Connections asked for (`-c`).
     pub connections_requested: u64,
     /// Connections still open at the end (what `--idle` is about).
     pub connections_open: u64,
-    /// Seconds the connect phase took (all connects settled), before the clock started.
+    /// Seconds the connect phase took (all connects settled), before the
+    /// clock started: the ramp, with `--connect-rate`.
     pub connect_s: f64,
+    /// `--connect-rate`: new connections per second at most, if given.
+    pub connect_rate: Option<f64>,
+    /// Every connection established: the first `-c` and their replacements.
+    pub connections_opened: u64,
+    /// `--conn-messages`: echoes per connection before it is replaced.
+    pub conn_messages: Option<u64>,
+    /// Connections closed after their `--conn-messages` echoes, in the
+    /// measured window.
+    pub connections_completed: u64,
+    /// `connections_completed` per second of the measured time.
+    pub conns_per_sec: f64,
+    /// Connect latencies (connect call to established) of every TCP or
+    /// unix connection, in microseconds.
+    pub connect_latency_us: Latency,
     pub threads: usize,
     /// Payload bytes per message (`-l`).
     pub length: usize,
@@ -193,6 +252,8 @@ pub struct Report {
     /// Asked rate (`--rate`), messages per second, if open loop.
     pub rate: Option<f64>,
     pub warmup_s: f64,
+    /// `--interval` (or the 1 s that `--hdr-log`/`--plot` use), if any.
+    pub interval_s: Option<f64>,
     /// Seconds measured (after warm-up).
     pub duration_s: f64,
     /// Verified echoes measured.
@@ -232,12 +293,17 @@ pub struct RunInfo {
     pub pipeline: usize,
     pub rate: Option<f64>,
     pub warmup_s: f64,
+    pub connect_rate: Option<f64>,
+    pub conn_messages: Option<u64>,
+    pub interval_s: Option<f64>,
 }
 
 impl Report {
     /// Merges the workers' results into the summary.
     pub(crate) fn merge(info: RunInfo, results: Vec<WorkerResult>) -> Report {
         let mut hist = new_histogram();
+        let mut connect_hist = new_histogram();
+        let (mut reconnected, mut completed) = (0, 0);
         let mut errors = ErrorCounts::default();
         let (mut messages, mut bytes, mut connected, mut open, mut lost, mut late) =
             (0, 0, 0, 0, 0, 0);
@@ -246,6 +312,11 @@ impl Report {
         let mut samples = Vec::new();
         for r in results {
             hist.add(&r.hist).expect("same histogram bounds");
+            connect_hist
+                .add(&r.connect_hist)
+                .expect("same histogram bounds");
+            reconnected += r.reconnected;
+            completed += r.completed;
             errors.add(&r.errors);
             messages += r.messages;
             bytes += r.bytes;
@@ -262,33 +333,15 @@ impl Report {
             }
         }
         let duration_s = duration_ns as f64 / 1e9;
-        let per_sec = |n: u64| {
-            if duration_s > 0.0 {
-                n as f64 / duration_s
-            } else {
-                0.0
-            }
-        };
-        let us = |ns: u64| ns as f64 / 1000.0;
-        let latency_us = if hist.is_empty() {
-            Latency::default()
-        } else {
-            Latency {
-                min: us(hist.min()),
-                p50: us(hist.value_at_quantile(0.50)),
-                p90: us(hist.value_at_quantile(0.90)),
-                p99: us(hist.value_at_quantile(0.99)),
-                p999: us(hist.value_at_quantile(0.999)),
-                max: us(hist.max()),
-                mean: hist.mean() / 1000.0,
-            }
-        };
+        let per_sec = |n: u64| per_sec(n, duration_s);
+        let latency_us = Latency::of(&hist);
         // A load run in which nothing at all came back (e.g. every UDP
         // datagram lost) did not show the server working.
         let ok = errors.total() == 0
             && connected == info.connections_requested
             && (info.mode == "idle" || messages > 0);
         Report {
+            kind: "summary",
             target: info.target,
             transport: info.transport,
             framed: info.framed,
@@ -297,11 +350,18 @@ impl Report {
             connections_requested: info.connections_requested,
             connections_open: open,
             connect_s: connect_ns as f64 / 1e9,
+            connect_rate: info.connect_rate,
+            connections_opened: connected + reconnected,
+            conn_messages: info.conn_messages,
+            connections_completed: completed,
+            conns_per_sec: per_sec(completed),
+            connect_latency_us: Latency::of(&connect_hist),
             threads: info.threads,
             length: info.length,
             pipeline: info.pipeline,
             rate: info.rate,
             warmup_s: info.warmup_s,
+            interval_s: info.interval_s,
             duration_s,
             messages,
             msgs_per_sec: per_sec(messages),
@@ -315,6 +375,16 @@ impl Report {
             ok,
             server_cpu_s: None,
             server_cpu_us_per_msg: None,
+        }
+    }
+
+    /// An output (`--hdr-log`, `--plot`, interval lines) could not be
+    /// written: the run fails with an `other` error that says which.
+    pub(crate) fn output_failed(&mut self, what: String) {
+        self.errors.other += 1;
+        self.ok = false;
+        if self.error_samples.len() < MAX_SAMPLES {
+            self.error_samples.push(what);
         }
     }
 
@@ -336,7 +406,7 @@ impl Report {
 }
 
 /// A latency in microseconds, printed with a unit that suits its size.
-fn fmt_us(us: f64) -> String {
+pub(crate) fn fmt_us(us: f64) -> String {
     if us < 1000.0 {
         format!("{us:.1} µs")
     } else if us < 1_000_000.0 {
@@ -364,11 +434,32 @@ impl fmt::Display for Report {
             self.threads,
             if self.threads == 1 { "" } else { "s" },
         )?;
+        let paced = self
+            .connect_rate
+            .map_or(String::new(), |r| format!(" (at most {r} per second)"));
         writeln!(
             f,
-            "  connections  {} established in {:.2} s, {} open at the end",
+            "  connections  {} established in {:.2} s{paced}, {} open at the end",
             self.connections, self.connect_s, self.connections_open
         )?;
+        if let Some(n) = self.conn_messages {
+            writeln!(
+                f,
+                "  churn        {} opened in all, {} closed after {n} echoes each, {:.1} connections/s",
+                self.connections_opened, self.connections_completed, self.conns_per_sec
+            )?;
+        }
+        if self.connections_opened > 0 && self.transport != "udp" {
+            let l = &self.connect_latency_us;
+            writeln!(
+                f,
+                "  connect      p50 {}  p99 {}  p99.9 {}  max {}",
+                fmt_us(l.p50),
+                fmt_us(l.p99),
+                fmt_us(l.p999),
+                fmt_us(l.max)
+            )?;
+        }
         let warmup = if self.warmup_s > 0.0 {
             format!(" (after {:.2} s of warm-up)", self.warmup_s)
         } else {
@@ -478,6 +569,9 @@ mod tests {
             pipeline: 1,
             rate: None,
             warmup_s: 0.0,
+            connect_rate: None,
+            conn_messages: None,
+            interval_s: None,
         }
     }
 

@@ -58,6 +58,48 @@ impl Schedule {
     }
 }
 
+/// `--connect-rate`: at most `rate` new connections per second, for the
+/// ramp and for the replacements of `--conn-messages`. Slot `k` opens at
+/// `next`, then `next` moves on by `1 / rate`; a pacer left unused does not
+/// save up more than [`PACER_BURST_NS`] of slots, so a quiet spell is never
+/// followed by a burst above the rate.
+#[derive(Debug, Clone)]
+pub struct ConnectPacer {
+    interval_ns: f64,
+    next_ns: f64,
+}
+
+/// How far behind the clock a [`ConnectPacer`] may fall and catch up: a
+/// loop woken a little late still opens what was due, no more.
+const PACER_BURST_NS: f64 = 1e6;
+
+impl ConnectPacer {
+    /// A pacer for `rate` connects per second, first slot at `start_ns`.
+    pub fn new(start_ns: u64, rate: f64) -> Self {
+        debug_assert!(rate > 0.0 && rate.is_finite());
+        ConnectPacer {
+            interval_ns: 1e9 / rate,
+            next_ns: start_ns as f64,
+        }
+    }
+
+    /// Takes a slot if one is due at `now`.
+    pub fn try_take(&mut self, now: u64) -> bool {
+        let now = now as f64;
+        if self.next_ns > now {
+            return false;
+        }
+        let floor = now - PACER_BURST_NS;
+        self.next_ns = self.next_ns.max(floor) + self.interval_ns;
+        true
+    }
+
+    /// When the next slot is due (ns on the worker clock).
+    pub fn next_time(&self) -> u64 {
+        self.next_ns as u64
+    }
+}
+
 /// A non-blocking monotonic Linux timerfd, one-shot, registered for READABLE.
 #[derive(Debug)]
 pub struct TimerFd {
@@ -147,6 +189,24 @@ mod tests {
         assert_eq!(times[0], 1_000);
         assert_eq!(times[9], 3_000_001_000);
         assert_eq!(s.pop_due(3_000_001_000), None);
+    }
+
+    #[test]
+    fn connect_pacer_keeps_the_rate_and_saves_up_no_burst() {
+        let mut p = ConnectPacer::new(0, 100.0);
+        // Polled every millisecond for 2 s: 200 slots, 10 ms apart.
+        let taken: Vec<u64> = (0..2_000_000_000u64)
+            .step_by(1_000_000)
+            .filter(|&t| p.try_take(t))
+            .collect();
+        assert_eq!(taken.len(), 200);
+        assert!(taken.windows(2).all(|w| w[1] - w[0] == 10_000_000));
+        // Unused for 10 s: one slot at once, the next one a slot (less the
+        // 1 ms catch-up allowance) later.
+        let later = 12_000_000_000;
+        assert!(p.try_take(later));
+        assert!(!p.try_take(later));
+        assert_eq!(p.next_time(), later + 9_000_000);
     }
 
     #[test]

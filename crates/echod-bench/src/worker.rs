@@ -34,14 +34,16 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use mio::event::Source;
 use mio::net::{TcpStream, UdpSocket, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::report::WorkerResult;
-use super::schedule::{Schedule, TimerFd};
+use super::intervals::Sample;
+use super::report::{new_histogram, WorkerResult};
+use super::schedule::{ConnectPacer, Schedule, TimerFd};
 use super::{BenchConfig, Limit, Shared};
 use crate::payload::Payload;
 use echod_common::addr::Endpoint;
@@ -79,6 +81,8 @@ const TIMER: Token = Token(usize::MAX - 1);
 /// What one worker is given.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// This worker's index (interval samples say whose they are).
+    pub index: usize,
     /// Global id of this worker's first connection; ids are contiguous.
     pub first_id: u64,
     /// Connections this worker opens.
@@ -89,6 +93,8 @@ pub struct Plan {
     pub rate: Option<f64>,
     /// Non-blocking connects allowed in flight at once.
     pub max_connecting: usize,
+    /// This worker's share of `--connect-rate`, connects per second.
+    pub connect_rate: Option<f64>,
 }
 
 /// The socket of one connection: a stream (TCP or unix, forwarded by
@@ -308,6 +314,27 @@ struct Worker<'a> {
     budget: Option<u64>,
     last_echo: u64,
     unpublished: u64,
+    /// `--connect-rate`: when the next connect may start.
+    pacer: Option<ConnectPacer>,
+    /// Interval sampling (`--interval`, `--hdr-log`, `--plot`), if on.
+    intervals: Option<IntervalClock>,
+}
+
+/// Where this worker is in its interval sampling. The hot path records into
+/// `WorkerResult::hist` only; at each interval's end that histogram is
+/// added to `total`, sent to the reporter and reset, so per-message work is
+/// the same with or without intervals.
+struct IntervalClock {
+    every_ns: u64,
+    /// Start of the current interval (ns on the worker clock).
+    start: u64,
+    index: u64,
+    /// The run's histogram so far, without the current interval.
+    total: Histogram<u64>,
+    /// Totals at the start of the current interval (for the deltas).
+    messages_before: u64,
+    connects_before: u64,
+    errors_before: u64,
 }
 
 impl<'a> Worker<'a> {
@@ -340,6 +367,8 @@ impl<'a> Worker<'a> {
             send_deadline: None,
             last_echo: 0,
             unpublished: 0,
+            pacer: None,
+            intervals: None,
         }
     }
 
@@ -357,6 +386,9 @@ impl<'a> Worker<'a> {
         self.res.connect_ns = self.now();
         self.shared.barrier.wait();
         self.shared.started.get_or_init(Instant::now);
+        self.shared
+            .started_wall
+            .get_or_init(std::time::SystemTime::now);
         connected?;
         let start = self.now();
         self.running = true;
@@ -372,6 +404,10 @@ impl<'a> Worker<'a> {
 
     fn connect_phase(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        self.pacer = self
+            .plan
+            .connect_rate
+            .map(|r| ConnectPacer::new(self.now(), r));
         loop {
             let now = self.now();
             if self.stopped() {
@@ -382,7 +418,8 @@ impl<'a> Worker<'a> {
             if self.to_connect.is_empty() && self.connecting.is_empty() {
                 return Ok(());
             }
-            self.poll_once(&mut events, TICK)?;
+            let wait = self.connect_wait(now, TICK);
+            self.poll_once(&mut events, wait)?;
             self.handle_events(&events);
             self.after_batch();
             self.publish();
@@ -395,13 +432,17 @@ impl<'a> Worker<'a> {
             Limit::Duration(d) => start + d.as_nanos() as u64,
             Limit::Messages(_) => u64::MAX,
         };
+        self.measure_start = start;
+        self.start_intervals(start);
         loop {
             let now = self.now();
             if now >= end || self.stopped() {
                 self.res.duration_ns = now - start;
+                self.finish_intervals(now);
                 return Ok(());
             }
-            let wait = Duration::from_nanos(end - now).min(TICK);
+            self.tick_intervals(now);
+            let wait = self.interval_wait(now, Duration::from_nanos(end - now).min(TICK));
             self.poll_once(&mut events, wait)?;
             self.handle_events(&events);
             self.after_batch();
@@ -417,6 +458,7 @@ impl<'a> Worker<'a> {
         };
         self.sending = true;
         self.last_echo = start;
+        self.start_intervals(self.measure_start);
         let mut schedule = self.plan.rate.map(|r| Schedule::new(start, r));
         let timer = match schedule {
             Some(_) => {
@@ -463,6 +505,11 @@ impl<'a> Worker<'a> {
                 stopped_at = Some(now);
                 drain_until = now + DRAIN_TIMEOUT.as_nanos() as u64;
             }
+            if self.sending && !(self.to_connect.is_empty() && self.connecting.is_empty()) {
+                self.launch_connects(now);
+                self.expire_connects(now);
+            }
+            self.tick_intervals(now);
             self.flush_dirty();
             if self.cfg.udp && now.saturating_sub(last_scan) >= LOSS_SCAN_EVERY.as_nanos() as u64 {
                 last_scan = now;
@@ -483,10 +530,15 @@ impl<'a> Worker<'a> {
                 if let Some(d) = self.send_deadline {
                     wait = wait.min(Duration::from_nanos(d.saturating_sub(now)));
                 }
+                wait = self.connect_wait(now, wait);
                 if let (Some(s), Some(t)) = (schedule.as_ref(), timer.as_ref()) {
                     let next = s.next_time();
                     if next <= now {
-                        wait = Duration::ZERO;
+                        // Due but no connection to send on (all being
+                        // replaced): the next connect wakes the loop.
+                        if !self.rr.is_empty() {
+                            wait = Duration::ZERO;
+                        }
                     } else if armed_for != Some(next) {
                         t.arm(Duration::from_nanos(next - now))?;
                         armed_for = Some(next);
@@ -495,6 +547,7 @@ impl<'a> Worker<'a> {
             } else {
                 wait = wait.min(Duration::from_nanos(drain_until.saturating_sub(now)));
             }
+            let wait = self.interval_wait(now, wait);
             self.poll_once(&mut events, wait)?;
             self.handle_events(&events);
             self.after_batch();
@@ -506,7 +559,115 @@ impl<'a> Worker<'a> {
             (Limit::Duration(_), None) => self.now(),
         };
         self.res.duration_ns = end.saturating_sub(self.measure_start);
+        self.finish_intervals(self.now());
         Ok(())
+    }
+
+    /// How long the loop may sleep, at most `wait`, so that the next paced
+    /// connect starts on time.
+    fn connect_wait(&self, now: u64, wait: Duration) -> Duration {
+        match &self.pacer {
+            Some(p)
+                if !self.to_connect.is_empty()
+                    && self.connecting.len() < self.plan.max_connecting =>
+            {
+                wait.min(Duration::from_nanos(p.next_time().saturating_sub(now)))
+            }
+            _ => wait,
+        }
+    }
+
+    /// How long the loop may sleep, at most `wait`, so that the current
+    /// interval ends on time.
+    fn interval_wait(&self, now: u64, wait: Duration) -> Duration {
+        match &self.intervals {
+            Some(iv) => wait.min(Duration::from_nanos(
+                (iv.start + iv.every_ns).saturating_sub(now),
+            )),
+            None => wait,
+        }
+    }
+
+    fn start_intervals(&mut self, start: u64) {
+        if self.shared.samples.is_none() {
+            return;
+        }
+        let Some(every) = self.cfg.sample_every() else {
+            return;
+        };
+        self.intervals = Some(IntervalClock {
+            every_ns: every.as_nanos() as u64,
+            start,
+            index: 0,
+            total: new_histogram(),
+            messages_before: self.res.messages,
+            connects_before: self.connects(),
+            errors_before: self.res.errors.total(),
+        });
+    }
+
+    fn connects(&self) -> u64 {
+        self.res.connected + self.res.reconnected
+    }
+
+    /// Ends every interval whose end has passed (an interval with no echo
+    /// is sent too: a stall must show).
+    fn tick_intervals(&mut self, now: u64) {
+        while let Some(iv) = &self.intervals {
+            let end = iv.start + iv.every_ns;
+            if now < end {
+                return;
+            }
+            self.send_interval(end, false);
+        }
+    }
+
+    /// Sends the last, partial interval (up to `now`) and the run's total
+    /// histogram goes back into the result.
+    fn finish_intervals(&mut self, now: u64) {
+        if self.intervals.is_none() {
+            return;
+        }
+        let end = now.max(self.intervals.as_ref().map_or(0, |iv| iv.start));
+        self.send_interval(end, true);
+        if let Some(iv) = self.intervals.take() {
+            self.res.hist = iv.total;
+        }
+    }
+
+    fn send_interval(&mut self, end: u64, last: bool) {
+        let (connects, errors, open) = (
+            self.connects(),
+            self.res.errors.total(),
+            self.open_count as u64,
+        );
+        let (Some(iv), Some(tx)) = (self.intervals.as_mut(), self.shared.samples.as_ref()) else {
+            return;
+        };
+        iv.total.add(&self.res.hist).expect("same histogram bounds");
+        let messages = self.res.messages - iv.messages_before;
+        let sample = Sample {
+            worker: self.plan.index,
+            index: iv.index,
+            start_ns: iv.start.saturating_sub(self.measure_start),
+            end_ns: end.saturating_sub(self.measure_start),
+            hist: self.res.hist.clone(),
+            messages,
+            bytes: messages * self.payload.wire_len() as u64,
+            connects: connects - iv.connects_before,
+            errors: errors - iv.errors_before,
+            open,
+            last,
+        };
+        self.res.hist.reset();
+        iv.index += 1;
+        iv.start = end;
+        iv.messages_before = self.res.messages;
+        iv.connects_before = connects;
+        iv.errors_before = errors;
+        // The reporter ends only after every worker has: a send cannot fail
+        // unless it panicked, and then the run is failing anyway.
+        let _ = tx.send(sample);
     }
 
     /// Whether sending goes on at `now`: not stopped, deadline not reached,
@@ -515,7 +676,7 @@ impl<'a> Worker<'a> {
         !self.stopped()
             && self.send_deadline.is_none_or(|d| now < d)
             && self.budget != Some(0)
-            && self.open_count > 0
+            && (self.open_count > 0 || !self.to_connect.is_empty() || !self.connecting.is_empty())
             && !(self.budget.is_some()
                 && self.owed > 0
                 && now.saturating_sub(self.last_echo) > STALL_TIMEOUT.as_nanos() as u64)
@@ -549,6 +710,14 @@ impl<'a> Worker<'a> {
     /// Starts connects until `max_connecting` are in flight.
     fn launch_connects(&mut self, now: u64) {
         while self.connecting.len() < self.plan.max_connecting {
+            if self.to_connect.is_empty() {
+                return;
+            }
+            if let Some(p) = self.pacer.as_mut() {
+                if !p.try_take(now) {
+                    return;
+                }
+            }
             let Some(id) = self.to_connect.pop_front() else {
                 return;
             };
@@ -618,11 +787,20 @@ impl<'a> Worker<'a> {
 
     fn established(&mut self, key: usize, now: u64) {
         let c = &mut self.conns[key];
+        if let (State::Connecting { since }, false) = (c.state, self.cfg.udp) {
+            self.res
+                .connect_hist
+                .saturating_record(now.saturating_sub(since).max(1));
+        }
         c.state = State::Open;
         c.writable = true;
         self.open_count += 1;
         self.rr.push(key);
-        self.res.connected += 1;
+        if c.id < self.cfg.connections as u64 {
+            self.res.connected += 1;
+        } else {
+            self.res.reconnected += 1;
+        }
         self.shared
             .progress_connected
             .fetch_add(1, Ordering::Relaxed);
@@ -812,7 +990,25 @@ impl<'a> Worker<'a> {
                 }
             }
         }
+        if self.cfg.conn_messages == Some(c.rx_seq) {
+            self.retire(key, now);
+            return false;
+        }
         true
+    }
+
+    /// `--conn-messages`: connection `key` has had all its echoes; it is
+    /// closed (FIN from this side) and, while sending goes on, a new
+    /// connection with a new id takes its place.
+    fn retire(&mut self, key: usize, now: u64) {
+        let id = self.conns[key].id;
+        if now >= self.measure_start {
+            self.res.completed += 1;
+        }
+        self.close(key);
+        if self.sending {
+            self.to_connect.push_back(id + self.cfg.connections as u64);
+        }
     }
 
     /// Matches one reply datagram `rbuf[..n]` with the message it echoes.
@@ -885,8 +1081,10 @@ impl<'a> Worker<'a> {
         if !self.running || self.plan.rate.is_some() || self.cfg.idle {
             return;
         }
+        let limit = self.cfg.conn_messages.unwrap_or(u64::MAX);
         while self.conns[key].state == State::Open
             && self.conns[key].owed() < self.cfg.pipeline
+            && self.conns[key].next_seq < limit
             && self.may_send(now)
         {
             self.create(key, now);
@@ -895,30 +1093,43 @@ impl<'a> Worker<'a> {
 
     /// Open loop: sends every message whose intended time has come,
     /// round-robin over the open connections.
+    /// A message due while no connection can take it (all being replaced,
+    /// with `--conn-messages`) stays due: its latency counts the wait.
     fn emit_due(&mut self, schedule: &mut Schedule, now: u64) {
-        while self.budget != Some(0) {
-            if self.rr.is_empty() {
+        while self.budget != Some(0) && schedule.next_time() <= now {
+            let Some(key) = self.next_in_rotation() else {
                 return;
-            }
+            };
             let Some(t) = schedule.pop_due(now) else {
                 return;
             };
-            loop {
-                if self.rr.is_empty() {
-                    return;
-                }
-                if self.rr_pos >= self.rr.len() {
-                    self.rr_pos = 0;
-                }
-                let key = self.rr[self.rr_pos];
-                if self.conns.get(key).is_some_and(|c| c.state == State::Open) {
-                    self.rr_pos += 1;
-                    self.create(key, t);
-                    break;
-                }
-                // Closed (or its key reused by another): drop it from the rotation.
-                self.rr.swap_remove(self.rr_pos);
+            self.create(key, t);
+        }
+    }
+
+    /// The next open connection in the round-robin that may take another
+    /// message; closed ones, and ones with all their `--conn-messages`
+    /// sent, leave the rotation.
+    fn next_in_rotation(&mut self) -> Option<usize> {
+        let limit = self.cfg.conn_messages.unwrap_or(u64::MAX);
+        loop {
+            if self.rr.is_empty() {
+                return None;
             }
+            if self.rr_pos >= self.rr.len() {
+                self.rr_pos = 0;
+            }
+            let key = self.rr[self.rr_pos];
+            if self
+                .conns
+                .get(key)
+                .is_some_and(|c| c.state == State::Open && c.next_seq < limit)
+            {
+                self.rr_pos += 1;
+                return Some(key);
+            }
+            // Closed (or its key reused by another), or done: drop it.
+            self.rr.swap_remove(self.rr_pos);
         }
     }
 
@@ -1035,5 +1246,35 @@ impl<'a> Worker<'a> {
             c.inflight.clear();
             c.unsent.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tcpkali's issue #61: a plain bind() to (source, 0) takes a port from
+    /// the source's whole ephemeral range. With IP_BIND_ADDRESS_NO_PORT the
+    /// bind reserves no port (getsockname says 0) until connect() picks one
+    /// per (source, destination) pair.
+    #[test]
+    fn source_bind_leaves_the_port_to_connect() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut cfg = BenchConfig::new(Endpoint::Inet(listener.local_addr().unwrap()));
+        cfg.source_ips = vec!["127.0.0.2".parse().unwrap()];
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        set_bind_address_no_port(&sock).unwrap();
+        sock.bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into())
+            .unwrap();
+        let local = sock.local_addr().unwrap().as_socket().unwrap();
+        assert_eq!(local.port(), 0, "bind reserved a port: {local}");
+
+        let Sock::Stream(Stream::Tcp(stream)) = open_socket(&cfg, 0).unwrap() else {
+            panic!("a TCP stream");
+        };
+        let (_peer, from) = listener.accept().unwrap();
+        assert_eq!(from.ip().to_string(), "127.0.0.2");
+        assert_ne!(from.port(), 0);
+        drop(stream);
     }
 }
