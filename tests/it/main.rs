@@ -23,6 +23,7 @@ mod max_connections;
 mod memory_budget;
 mod real_tools;
 mod reset;
+mod scale_out;
 mod seeds_clients;
 mod signals;
 mod soak;
