@@ -13,6 +13,7 @@ deps=(
   "nft nftables"        # faults: the packet-loss rule (no netem on this kernel)
   "systemd-socket-activate systemd"  # systemd: socket activation without systemd running
   "systemd-analyze systemd"          # systemd: verify and security of dist/systemd units
+  "haproxy haproxy"                  # scale_out: three echods behind HAProxy
 )
 packages=()
 missing=()

@@ -17,6 +17,7 @@ mod fd_exhaustion;
 mod framed;
 mod half_close;
 mod idle_timeout;
+mod k8s;
 mod load_generator;
 mod many_clients;
 mod max_connections;
