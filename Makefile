@@ -29,7 +29,7 @@ soak:
 	$(CARGO) build --workspace --release
 	SOAK_SECONDS=$${SOAK_SECONDS:-600} $(CARGO) test --release --test it soak:: -- --nocapture
 
-## The list in .ci/deps.sh (nc, telnet, python3, ip, nft, the systemd tools), installed when root.
+## The list in .ci/deps.sh (nc, telnet, python3, ip, nft, the systemd tools, haproxy), installed when root.
 test-deps:
 	@bash .ci/deps.sh
 	@command -v python3 >/dev/null || { echo "python3 is required"; exit 1; }

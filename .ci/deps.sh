@@ -18,13 +18,18 @@ deps=(
   "groff groff-base"    # echod-dist: the generated man pages parse
   "promtool prometheus" # metrics: promtool checks a scrape, a real Prometheus scrapes echod
   "sockperf sockperf"   # sockperf mode: the real sockperf client measures echod
+  "haproxy haproxy"                  # scale_out: three echods behind HAProxy
+  "py:yaml python3-yaml"  # k8s: the manifests parse as YAML (a python module, not a command)
 )
 packages=()
 missing=()
 for dep in "${deps[@]}"; do
   read -r cmd package <<<"$dep"
   packages+=("$package")
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
+  case "$cmd" in
+    py:*) python3 -c "import ${cmd#py:}" >/dev/null 2>&1 || missing+=("$cmd") ;;
+    *) command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd") ;;
+  esac
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
