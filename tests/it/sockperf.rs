@@ -107,3 +107,85 @@ fn lengths_sockperf_cannot_follow_end_the_connection_or_drop_the_datagram() {
     assert_eq!(stat(&stats, "udp_dropped_bad_message"), 1, "{stats}");
     assert!(!d.log_lines_with(&["sockperf message length 5"]).is_empty());
 }
+
+/// `sockperf server` on a port drawn from 20000-29999 (below the kernel's
+/// range for automatic ports; sockperf takes no descriptor, so a port is
+/// drawn, and drawn again if sockperf cannot bind it), serving TCP and UDP
+/// through a feed file with epoll. Killed on drop.
+struct SockperfServer {
+    child: std::process::Child,
+    port: u16,
+    _feed: std::path::PathBuf,
+}
+
+impl SockperfServer {
+    fn start() -> SockperfServer {
+        for attempt in 0..10u16 {
+            let port = 20_000 + (std::process::id() as u16 % 5_000) * 2 + attempt * 97 % 10_000;
+            let feed = std::env::temp_dir().join(format!(
+                "echod-sockperf-{}-{attempt}.feed",
+                std::process::id()
+            ));
+            std::fs::write(&feed, format!("T:127.0.0.1:{port}\nU:127.0.0.1:{port}\n")).unwrap();
+            let mut child = Command::new("sockperf")
+                .args(["server", "-f"])
+                .arg(&feed)
+                .args(["-F", "epoll"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn sockperf server");
+            let up = common::wait_until(Duration::from_secs(5), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+            if up && child.try_wait().ok().flatten().is_none() {
+                return SockperfServer {
+                    child,
+                    port,
+                    _feed: feed,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(&feed);
+        }
+        panic!("sockperf server did not start on any port tried");
+    }
+}
+
+impl Drop for SockperfServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self._feed);
+    }
+}
+
+#[test]
+fn echod_bench_drives_sockperf_server_and_echod_with_every_reply_verified() {
+    use crate::load_generator::{assert_clean, bench_with, num};
+    if !common::require_tool_from("sockperf", "sockperf") {
+        return;
+    }
+    let server = SockperfServer::start();
+    let target = format!("127.0.0.1:{}", server.port);
+    for udp in [false, true] {
+        let mut args = vec![target.as_str(), "--proto", "sockperf", "-c", "4", "-d", "1"];
+        if udp {
+            args.push("--udp");
+        }
+        let (status, r, stderr) = bench_with(&args, Duration::from_secs(30), |_| {});
+        assert_clean(status, &r, &stderr, 4.0);
+        assert_eq!(r["proto"], "sockperf", "{r}");
+        assert!(num(&r, "messages") > 0.0, "udp={udp}: {r}");
+    }
+    // The same client against echod's own sockperf mode.
+    let d = Daemon::start(&["--mode", "sockperf"]);
+    let addr = d.addr().to_string();
+    let (status, r, stderr) = bench_with(
+        &[&addr, "--proto", "sockperf", "-c", "4", "-n", "2000"],
+        Duration::from_secs(30),
+        |_| {},
+    );
+    assert_clean(status, &r, &stderr, 4.0);
+}

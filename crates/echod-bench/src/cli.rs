@@ -77,9 +77,13 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = echod_common::flags::positive)]
     pub threads: usize,
 
-    /// Speak the 10-byte length-header protocol (echod --mode framed)
-    #[arg(long, conflicts_with = "udp")]
+    /// Speak the 10-byte length-header protocol (echod --mode framed); the same as --proto framed
+    #[arg(long, conflicts_with_all = ["udp", "proto"])]
     pub framed: bool,
+
+    /// Message format: echo (raw bytes), framed (10-byte length header) or sockperf (sockperf's 14-byte header: drives `sockperf server` or echod --mode sockperf)
+    #[arg(long, value_enum, value_name = "PROTO", default_value = "echo")]
+    pub proto: bench::Proto,
 
     /// Send UDP datagrams; loss is reported, not an error
     #[arg(long)]

@@ -84,6 +84,30 @@ pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 /// 270 KiB per thread, which must stay rare next to the messages.
 const MIN_INTERVAL: Duration = Duration::from_millis(50);
 
+/// What the messages look like on the wire (`--proto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Proto {
+    /// Raw bytes, echoed as they are (echod's default mode).
+    Echo,
+    /// The seeds' 10-byte length header (echod --mode framed).
+    Framed,
+    /// sockperf's 14-byte header asking for a reply: drives `sockperf server`
+    /// or `echod --mode sockperf`; the reply must come back with the client
+    /// flag cleared.
+    Sockperf,
+}
+
+impl Proto {
+    /// The name in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Echo => "echo",
+            Proto::Framed => "framed",
+            Proto::Sockperf => "sockperf",
+        }
+    }
+}
+
 /// When a run ends.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Limit {
@@ -112,7 +136,8 @@ pub struct BenchConfig {
     pub source_ips: Vec<IpAddr>,
     pub threads: usize,
     /// Wrap each message in the 10-byte length header.
-    pub framed: bool,
+    /// What the messages look like on the wire.
+    pub proto: Proto,
     pub udp: bool,
     /// Open the connections, hold them, send nothing.
     pub idle: bool,
@@ -148,7 +173,7 @@ impl BenchConfig {
             warmup: Duration::ZERO,
             source_ips: Vec::new(),
             threads: 1,
-            framed: false,
+            proto: Proto::Echo,
             udp: false,
             idle: false,
             progress: false,
@@ -230,7 +255,7 @@ impl BenchConfig {
             }
         }
         if self.udp {
-            if self.framed {
+            if self.proto == Proto::Framed {
                 return usage("--framed and --udp cannot be combined".into());
             }
             if self.idle {
@@ -375,7 +400,7 @@ pub fn run(cfg: &BenchConfig, stop: Arc<AtomicBool>) -> Result<Report, BenchErro
     };
     let shared = Shared {
         cfg: cfg.clone(),
-        payload: payload::Payload::new(cfg.length, cfg.framed),
+        payload: payload::Payload::new(cfg.length, cfg.proto),
         barrier: Barrier::new(cfg.threads),
         stop,
         progress_messages: AtomicU64::new(0),
@@ -482,7 +507,8 @@ pub fn run(cfg: &BenchConfig, stop: Arc<AtomicBool>) -> Result<Report, BenchErro
     let info = report::RunInfo {
         target: cfg.target.to_string(),
         transport: cfg.transport(),
-        framed: cfg.framed,
+        framed: cfg.proto == Proto::Framed,
+        proto: cfg.proto.name(),
         mode: cfg.mode(),
         connections_requested: cfg.connections as u64,
         threads: cfg.threads,

@@ -39,7 +39,11 @@ fn main() -> ExitCode {
     cfg.warmup = args.warmup.unwrap_or(Duration::ZERO);
     cfg.source_ips = args.source_ip;
     cfg.threads = args.threads;
-    cfg.framed = args.framed;
+    cfg.proto = if args.framed {
+        bench::Proto::Framed
+    } else {
+        args.proto
+    };
     cfg.udp = args.udp;
     cfg.idle = args.idle;
     cfg.progress = !args.json && args.interval.is_none() && std::io::stderr().is_terminal();

@@ -22,8 +22,8 @@ pub const ID_LEN: usize = 16;
 /// Distinct pattern offsets; prime, so neighbouring ids never share one.
 const PATTERN_SHIFTS: usize = 251;
 
-/// The framed protocol's header length.
-const FRAME_HEADER: usize = echod_common::framing::HEADER_LEN;
+/// The longest prefix: sockperf's 14-byte header (the framed protocol's is 10).
+const MAX_PREFIX: usize = echod_common::sockperf::HEADER_LEN;
 
 /// The message layout for one run; read-only once built, shared by threads.
 ///
@@ -33,18 +33,33 @@ const FRAME_HEADER: usize = echod_common::framing::HEADER_LEN;
 pub struct Payload {
     length: usize,
     prefix: Vec<u8>,
+    /// What the echo's prefix must be: the prefix itself, except sockperf's
+    /// reply, whose header has the client flag cleared.
+    echo_prefix: Vec<u8>,
     pattern: Vec<u8>,
 }
 
 impl Payload {
-    /// A layout for `length`-byte payloads, framed (10-byte header) or not.
-    pub fn new(length: usize, framed: bool) -> Self {
-        let prefix = if framed {
-            echod_common::framing::encode_header(length as u64)
-                .expect("-l is validated to at most 64 MiB: eight digits")
-                .to_vec()
-        } else {
-            Vec::new()
+    /// A layout for `length`-byte payloads in protocol `proto`.
+    pub fn new(length: usize, proto: crate::Proto) -> Self {
+        let (prefix, echo_prefix) = match proto {
+            crate::Proto::Echo => (Vec::new(), Vec::new()),
+            crate::Proto::Framed => {
+                let h = echod_common::framing::encode_header(length as u64)
+                    .expect("-l is validated to at most 64 MiB: eight digits")
+                    .to_vec();
+                (h.clone(), h)
+            }
+            crate::Proto::Sockperf => {
+                use echod_common::sockperf::{Header, FLAG_CLIENT, FLAG_PONG_REQUEST, HEADER_LEN};
+                let request = Header {
+                    seq: 0,
+                    flags: FLAG_CLIENT | FLAG_PONG_REQUEST,
+                    len: u32::try_from(HEADER_LEN + length)
+                        .expect("-l is validated to at most 64 MiB"),
+                };
+                (request.encode().to_vec(), request.reply().encode().to_vec())
+            }
         };
         // xorshift64*: deterministic, fast, and not a repeating short cycle.
         let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -59,6 +74,7 @@ impl Payload {
         Payload {
             length,
             prefix,
+            echo_prefix,
             pattern,
         }
     }
@@ -70,10 +86,10 @@ impl Payload {
 
     /// The bytes that differ per message: prefix, then sequence and id.
     /// Returns the buffer and how many of its bytes are meaningful.
-    fn head(&self, conn: u64, seq: u64) -> ([u8; FRAME_HEADER + ID_LEN], usize) {
-        let mut head = [0u8; FRAME_HEADER + ID_LEN];
-        let p = self.prefix.len();
-        head[..p].copy_from_slice(&self.prefix);
+    fn head(&self, prefix: &[u8], conn: u64, seq: u64) -> ([u8; MAX_PREFIX + ID_LEN], usize) {
+        let mut head = [0u8; MAX_PREFIX + ID_LEN];
+        let p = prefix.len();
+        head[..p].copy_from_slice(prefix);
         head[p..p + 8].copy_from_slice(&seq.to_le_bytes());
         head[p + 8..p + 16].copy_from_slice(&conn.to_le_bytes());
         (head, p + self.length.min(ID_LEN))
@@ -87,7 +103,7 @@ impl Payload {
 
     /// Appends message `seq` of connection `conn` to `out`.
     pub fn write_message(&self, out: &mut Vec<u8>, conn: u64, seq: u64) {
-        let (head, head_len) = self.head(conn, seq);
+        let (head, head_len) = self.head(&self.prefix, conn, seq);
         out.extend_from_slice(&head[..head_len]);
         if self.length > ID_LEN {
             out.extend_from_slice(self.pattern(conn, ID_LEN, self.length));
@@ -101,7 +117,7 @@ impl Payload {
     pub fn verify(&self, conn: u64, seq: u64, offset: usize, data: &[u8]) -> bool {
         let end = offset + data.len();
         debug_assert!(end <= self.wire_len(), "piece crosses a message boundary");
-        let (head, head_len) = self.head(conn, seq);
+        let (head, head_len) = self.head(&self.echo_prefix, conn, seq);
         let mut ok = true;
         if offset < head_len {
             let stop = end.min(head_len);
@@ -140,7 +156,7 @@ mod tests {
 
     #[test]
     fn layout_carries_ids_and_prefix() {
-        let p = Payload::new(40, true);
+        let p = Payload::new(40, crate::Proto::Framed);
         let m = message(&p, 7, 3);
         assert_eq!(m.len(), 50);
         assert_eq!(&m[..10], b"40        ");
@@ -150,15 +166,34 @@ mod tests {
         assert!(!p.verify(7, 4, 0, &m), "another sequence number");
     }
 
+    /// What a server sends back for message `m`: itself, but sockperf's
+    /// header with the client flag cleared.
+    fn echo_of(p: &Payload, mut m: Vec<u8>) -> Vec<u8> {
+        m[..p.echo_prefix.len()].copy_from_slice(&p.echo_prefix);
+        m
+    }
+
+    #[test]
+    fn sockperf_messages_ask_for_a_reply_and_verify_it() {
+        use echod_common::sockperf::{Header, FLAG_CLIENT, FLAG_PONG_REQUEST};
+        let p = Payload::new(32, crate::Proto::Sockperf);
+        let m = message(&p, 3, 9);
+        let h = Header::parse(m[..14].try_into().unwrap());
+        assert_eq!(h.flags, FLAG_CLIENT | FLAG_PONG_REQUEST);
+        assert_eq!(h.len as usize, m.len());
+        assert!(!p.verify(3, 9, 0, &m), "the request is not its own reply");
+        assert!(p.verify(3, 9, 0, &echo_of(&p, m)));
+    }
+
     #[test]
     fn connections_get_different_patterns() {
-        let p = Payload::new(64, false);
+        let p = Payload::new(64, crate::Proto::Echo);
         assert_ne!(message(&p, 1, 0)[16..], message(&p, 2, 0)[16..]);
     }
 
     #[test]
     fn tiny_messages_still_carry_the_sequence() {
-        let p = Payload::new(1, false);
+        let p = Payload::new(1, crate::Proto::Echo);
         assert_eq!(message(&p, 9, 5), vec![5]);
         assert!(!p.verify(9, 6, 0, &[5]));
     }
@@ -168,11 +203,12 @@ mod tests {
         /// is caught in the piece that holds it.
         #[test]
         fn any_split_verifies_and_any_flip_is_caught(
-            len in 1usize..200, framed: bool, conn: u64, seq: u64,
+            len in 1usize..200, proto in 0u8..3, conn: u64, seq: u64,
             cut in 0usize..1000, flip in 0usize..1000,
         ) {
-            let p = Payload::new(len, framed);
-            let m = message(&p, conn, seq);
+            let proto = [crate::Proto::Echo, crate::Proto::Framed, crate::Proto::Sockperf][proto as usize];
+            let p = Payload::new(len, proto);
+            let m = echo_of(&p, message(&p, conn, seq));
             let cut = cut % (m.len() + 1);
             prop_assert!(p.verify(conn, seq, 0, &m[..cut]));
             prop_assert!(p.verify(conn, seq, cut, &m[cut..]));

@@ -220,6 +220,8 @@ pub struct Report {
     /// `tcp`, `unix` or `udp`.
     pub transport: &'static str,
     pub framed: bool,
+    /// `echo`, `framed` or `sockperf` (`--proto`).
+    pub proto: &'static str,
     /// `closed` (pipelined), `open` (`--rate`) or `idle`.
     pub mode: &'static str,
     /// Connections of the first `-c` established (UDP: sockets opened).
@@ -286,6 +288,7 @@ pub struct RunInfo {
     pub target: String,
     pub transport: &'static str,
     pub framed: bool,
+    pub proto: &'static str,
     pub mode: &'static str,
     pub connections_requested: u64,
     pub threads: usize,
@@ -345,6 +348,7 @@ impl Report {
             target: info.target,
             transport: info.transport,
             framed: info.framed,
+            proto: info.proto,
             mode: info.mode,
             connections: connected,
             connections_requested: info.connections_requested,
@@ -418,7 +422,10 @@ pub(crate) fn fmt_us(us: f64) -> String {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let framed = if self.framed { ", framed" } else { "" };
+        let framed = match self.proto {
+            "echo" => String::new(),
+            proto => format!(", {proto}"),
+        };
         let mode = match (self.mode, self.rate) {
             ("open", Some(r)) => format!("open loop at {r} msg/s"),
             ("idle", _) => "idle (connections held, nothing sent)".to_string(),
@@ -562,6 +569,7 @@ mod tests {
             target: "127.0.0.1:1".into(),
             transport: "tcp",
             framed: false,
+            proto: "echo",
             mode: "closed",
             connections_requested: 2,
             threads: 2,
