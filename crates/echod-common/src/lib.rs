@@ -6,6 +6,8 @@
 //! - [`framing`]: the seeds' 10-byte length-header codec: events for a
 //!   reader of frames, echo spans for the daemon; pure, sans-I/O,
 //!   property-tested and fuzzed.
+//! - [`proxy`]: the PROXY protocol header (v1 and v2), receiving side:
+//!   a streaming, sans-I/O parser; property-tested and fuzzed.
 //! - [`exit`]: the exit-status table of all three binaries.
 //! - [`flags`]: one-line usage errors (exit 2) and the value parsers flags
 //!   have in common (sizes, seconds, positive numbers).
@@ -17,6 +19,7 @@ pub mod addr;
 pub mod exit;
 pub mod flags;
 pub mod framing;
+pub mod proxy;
 pub mod stream;
 pub mod sys;
 
