@@ -21,6 +21,7 @@ mod load_generator;
 mod many_clients;
 mod max_connections;
 mod memory_budget;
+mod proxy_protocol;
 mod real_tools;
 mod reset;
 mod seeds_clients;
