@@ -51,9 +51,8 @@ pub const READ_BUDGET: usize = 256 * 1024;
 pub const GUARANTEED_SHARE: usize = crate::memory::CHUNK_SIZE;
 
 /// `--proxy-protocol`: how long a connection may take to send its whole
-/// PROXY header (the contract's 5 s; HAProxy's own `timeout client` for
-/// `accept-proxy` defaults far longer, but a proxy sends the header in its
-/// first packet, so only a stalled or hostile peer needs more).
+/// PROXY header (the contract's 5 s). A proxy sends the header in its first
+/// packet, so only a stalled or hostile peer needs more.
 pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Who is on the other end, for logs. Unix peers are anonymous.
@@ -599,11 +598,11 @@ impl Connection {
         };
         match parser.feed(input) {
             Parsed::Incomplete => {
-                shared.stats.bytes_in -= input.len() as u64;
+                shared.stats.bytes_in = shared.stats.bytes_in.saturating_sub(input.len() as u64);
                 Ok(())
             }
             Parsed::Error(e) => {
-                shared.stats.bytes_in -= input.len() as u64;
+                shared.stats.bytes_in = shared.stats.bytes_in.saturating_sub(input.len() as u64);
                 self.proxy = None;
                 if let Some(n) = shared.proxy_log.allow_counting(shared.clock.now()) {
                     warn!("closing {}: {e} ({n} similar lines suppressed)", self.peer);
@@ -612,7 +611,7 @@ impl Connection {
                 Ok(())
             }
             Parsed::Done { consumed, source } => {
-                shared.stats.bytes_in -= consumed as u64;
+                shared.stats.bytes_in = shared.stats.bytes_in.saturating_sub(consumed as u64);
                 self.proxy = None;
                 let client = match source {
                     Some(Source::Inet(addr)) => Peer::Inet(addr),
