@@ -5,8 +5,10 @@
 //! scripts depend on them, so they only ever gain aliases, never lose names.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,6 +97,80 @@ pub struct Args {
     /// Independent single-threaded loops, each with its own SO_REUSEPORT sockets.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
+
+    /// Every TCP and unix listener expects a PROXY protocol header (v1 or v2) before any data; its client address replaces the peer's in logs.
+    #[arg(long)]
+    pub proxy_protocol: bool,
+
+    /// With --proxy-protocol: accept headers only from this range, e.g. 10.0.0.0/8 or fd00::/8 (repeatable; unix peers are always trusted).
+    #[arg(long, value_name = "CIDR", requires = "proxy_protocol")]
+    pub proxy_from: Vec<Cidr>,
+}
+
+/// An address range, `ip/prefix` or a bare address (one host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is in the range. An IPv4-mapped IPv6 address (a v4
+    /// client on a dual-stack listener) counts as the IPv4 address it maps.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                prefix_eq(&net.octets(), &ip.octets(), self.prefix)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                prefix_eq(&net.octets(), &ip.octets(), self.prefix)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether the first `prefix` bits of `a` and `b` are equal.
+fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
+    let bits = usize::from(prefix);
+    let (whole, rest) = (bits / 8, bits % 8);
+    if a[..whole] != b[..whole] {
+        return false;
+    }
+    rest == 0 || {
+        let mask = 0xffu8 << (8 - rest);
+        a[whole] & mask == b[whole] & mask
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, prefix)) => (ip, Some(prefix)),
+            None => (s, None),
+        };
+        let net: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("{s:?} is not an address range (e.g. 10.0.0.0/8)"))?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => Some(p)
+                .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|p| p.parse::<u8>().ok())
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?}: the prefix length must be 0 to {max}"))?,
+        };
+        Ok(Cidr { net, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
 }
 
 /// Where echod listens when no `-l` is given and no socket is inherited.
@@ -126,6 +202,11 @@ pub struct Config {
     pub max_memory: usize,
     /// `--metrics`: where `GET /metrics` is served, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// `--proxy-protocol`: every stream connection starts with a PROXY header.
+    pub proxy_protocol: bool,
+    /// `--proxy-from`: the socket peers whose headers are trusted; empty =
+    /// any. Unix peers are always trusted.
+    pub proxy_from: Vec<Cidr>,
 }
 
 /// A flag combination that parses but makes no sense, or an unreadable banner file.
@@ -235,6 +316,8 @@ impl Config {
             workers: usize::from(args.workers),
             max_memory,
             metrics,
+            proxy_protocol: args.proxy_protocol,
+            proxy_from: args.proxy_from,
         })
     }
 }
@@ -265,6 +348,48 @@ mod tests {
         let config = config.unwrap();
         assert!(!config.default_listen);
         assert_eq!(config.listen.len(), 1);
+    }
+
+    #[test]
+    fn proxy_from_ranges() {
+        let cidr = |s: &str| s.parse::<Cidr>().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let rows = [
+            ("10.0.0.0/8", "10.255.1.2", true),
+            ("10.0.0.0/8", "11.0.0.1", false),
+            ("10.0.0.0/8", "::ffff:10.1.2.3", true),
+            ("192.168.1.0/25", "192.168.1.127", true),
+            ("192.168.1.0/25", "192.168.1.128", false),
+            ("127.0.0.1", "127.0.0.1", true),
+            ("127.0.0.1", "127.0.0.2", false),
+            ("0.0.0.0/0", "8.8.8.8", true),
+            ("0.0.0.0/0", "::1", false),
+            ("fd00::/8", "fd12::1", true),
+            ("fd00::/8", "fe80::1", false),
+            ("::/0", "::1", true),
+        ];
+        for (range, addr, inside) in rows {
+            assert_eq!(cidr(range).contains(ip(addr)), inside, "{addr} in {range}");
+        }
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/",
+            "10.0.0/8",
+            "x",
+            "10.0.0.0/+8",
+        ] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn proxy_from_needs_proxy_protocol() {
+        assert!(Args::try_parse_from(["echod", "--proxy-from", "10.0.0.0/8"]).is_err());
+        let args = ["echod", "--proxy-protocol", "--proxy-from", "10.0.0.0/8"];
+        let config = Config::from_args(Args::try_parse_from(args).unwrap()).unwrap();
+        assert!(config.proxy_protocol);
+        assert_eq!(config.proxy_from, vec!["10.0.0.0/8".parse().unwrap()]);
     }
 
     #[test]

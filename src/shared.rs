@@ -3,6 +3,7 @@
 //! the loop hands down. It sits below the loop, the connections and UDP, so
 //! each borrows it from above without reaching up.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::clock::TurnClock;
@@ -72,6 +73,11 @@ pub struct Shared {
     pub queue_limit: usize,
     pub once: bool,
     pub bad_frame_log: RateLimit,
+    /// `--proxy-protocol` only: the banner, sent once a connection's PROXY
+    /// header is accepted (without it, the worker sends it at accept).
+    pub banner_after_proxy: Option<Arc<[u8]>>,
+    /// Warn lines about PROXY headers rejected, late or untrusted.
+    pub proxy_log: RateLimit,
 }
 
 #[cfg(test)]

@@ -37,11 +37,20 @@ pub enum CloseReason {
     /// Closed to give memory back: the daemon's `--max-memory` was spent and
     /// this connection held the most of it without draining it.
     MemoryPressure,
+    /// `--proxy-protocol`: the connection's first bytes were not a valid
+    /// PROXY protocol header (none at all, malformed, or EOF before its end).
+    ProxyHeader,
+    /// `--proxy-protocol`: no complete header within
+    /// [`crate::connection::PROXY_HEADER_TIMEOUT`].
+    ProxyTimeout,
+    /// `--proxy-protocol` with `--proxy-from`: the socket's peer is outside
+    /// every range given (closed at accept, before reading anything).
+    ProxyUntrusted,
 }
 
 impl CloseReason {
     /// Every reason, in the order of [`Stats::closed`].
-    pub const ALL: [CloseReason; 8] = [
+    pub const ALL: [CloseReason; 11] = [
         CloseReason::PeerClosed,
         CloseReason::Error,
         CloseReason::IdleTimeout,
@@ -50,6 +59,9 @@ impl CloseReason {
         CloseReason::BadFrame,
         CloseReason::DrainTimeout,
         CloseReason::MemoryPressure,
+        CloseReason::ProxyHeader,
+        CloseReason::ProxyTimeout,
+        CloseReason::ProxyUntrusted,
     ];
 
     /// The snake_case name used in logs and the summary.
@@ -63,6 +75,9 @@ impl CloseReason {
             CloseReason::BadFrame => "bad_frame",
             CloseReason::DrainTimeout => "drain_timeout",
             CloseReason::MemoryPressure => "memory_pressure",
+            CloseReason::ProxyHeader => "proxy_header",
+            CloseReason::ProxyTimeout => "proxy_timeout",
+            CloseReason::ProxyUntrusted => "proxy_untrusted",
         }
     }
 

@@ -19,7 +19,7 @@
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 
@@ -31,6 +31,7 @@ use crate::config::Mode;
 use crate::shared::Shared;
 use crate::stats::{CloseReason, Stats};
 use echod_common::framing::FrameDecoder;
+use echod_common::proxy::{Parsed, ProxyParser, Source};
 use echod_common::sockperf;
 use echod_common::stream::MioStream as Stream;
 use queue::{ChunkPool, OutQueue};
@@ -49,6 +50,11 @@ pub const READ_BUDGET: usize = 256 * 1024;
 /// session its own fixed buffers for the same reason). 1,000 connections
 /// over their share add at most 1,000 x (16 + 16) KiB to the budget.
 pub const GUARANTEED_SHARE: usize = crate::memory::CHUNK_SIZE;
+
+/// `--proxy-protocol`: how long a connection may take to send its whole
+/// PROXY header (the contract's 5 s). A proxy sends the header in its first
+/// packet, so only a stalled or hostile peer needs more.
+pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Who is on the other end, for logs. Unix peers are anonymous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,6 +214,9 @@ pub struct Connection {
     phase: Phase,
     /// Framed or sockperf mode's decoder; `None` in echo mode.
     decoder: Option<Decoder>,
+    /// `--proxy-protocol`: the header parser, while the header is awaited
+    /// (boxed: 8 bytes here, its ~150 only while awaiting).
+    proxy: Option<Box<ProxyParser>>,
     /// Last moment a byte moved either way; kept only with `--idle-timeout`
     /// (otherwise the moment of accept, never read).
     last_active: Instant,
@@ -217,7 +226,9 @@ pub struct Connection {
 impl Connection {
     /// A new connection, optimistically writable (a fresh socket is).
     /// `once` is `--once`: like framed mode, it keeps the connection out of
-    /// the steady echo, since its first read ends it.
+    /// the steady echo, since its first read ends it. `proxy_until`
+    /// (`--proxy-protocol`): it must send a PROXY header by then; it is born
+    /// awaiting it, out of the steady echo (`ENDING`: the phase is not open).
     pub fn new(
         stream: Stream,
         peer: Peer,
@@ -225,19 +236,26 @@ impl Connection {
         once: bool,
         max_frame: u64,
         now: Instant,
+        proxy_until: Option<Instant>,
     ) -> Self {
         let mut flags = Flags(Flags::WRITABLE);
         flags.assign(Flags::NOT_PLAIN_ECHO, mode != Mode::Echo || once);
+        let phase = match proxy_until {
+            Some(until) => Phase::AwaitingProxy { until },
+            None => Phase::Open,
+        };
+        flags.assign(Flags::ENDING, phase != Phase::Open);
         Connection {
             stream,
             peer,
             queue: OutQueue::new(),
-            phase: Phase::Open,
+            phase,
             decoder: match mode {
                 Mode::Echo => None,
                 Mode::Framed => Some(Decoder::Frames(FrameDecoder::new(max_frame))),
                 Mode::Sockperf => Some(Decoder::Sockperf(sockperf::StreamDecoder::new(max_frame))),
             },
+            proxy: proxy_until.map(|_| Box::new(ProxyParser::new())),
             last_active: now,
             flags,
         }
@@ -262,10 +280,16 @@ impl Connection {
         }
     }
 
-    /// Whether the connection is being ended by us, flushing or lingering
-    /// (it needs deadline checks).
+    /// Whether the connection is being ended by us, flushing or lingering.
     pub fn is_draining(&self) -> bool {
         self.phase.is_draining()
+    }
+
+    /// Whether the connection has a deadline for the worker's sweep to
+    /// check: draining, or awaiting its PROXY header.
+    #[inline]
+    pub fn is_timed(&self) -> bool {
+        self.phase.is_timed()
     }
 
     /// Whether reading is stopped because more than `--queue-limit` bytes are
@@ -326,10 +350,10 @@ impl Connection {
         self.apply(Event::BeginDraining { reason, until });
     }
 
-    /// Timer check for a draining connection: closes it if its quiet spell
-    /// or its deadline has passed (the latter as
-    /// [`Connection::close_at_deadline`] does). Returns whether it is now
-    /// closed.
+    /// Timer check for a timed connection: closes it if its PROXY header
+    /// deadline, its quiet spell or its drain deadline has passed (the
+    /// latter as [`Connection::close_at_deadline`] does). Returns whether
+    /// it is now closed.
     pub fn drain_expired(&mut self, now: Instant) -> bool {
         self.apply(Event::Tick { now }) == Action::Close
     }
@@ -470,6 +494,10 @@ impl Connection {
             shared.track_idle.then_some(&shared.clock),
         ) {
             Ok(Io::Progress(n)) => self.on_input(&buf[..n], shared).map(|()| n),
+            Ok(Io::Eof) if self.phase == Phase::Closed(CloseReason::ProxyHeader) => {
+                self.proxy_eof(shared);
+                Ok(0)
+            }
             Ok(Io::WouldBlock | Io::Eof | Io::Interrupted) => Ok(0),
             Err(e) => Err(e),
         };
@@ -532,6 +560,7 @@ impl Connection {
     fn on_input(&mut self, input: &[u8], shared: &mut Shared) -> io::Result<()> {
         match self.phase {
             Phase::Open => {}
+            Phase::AwaitingProxy { .. } => return self.on_proxy_input(input, shared),
             Phase::Lingering { .. } => {
                 // Input after our FIN is discarded, and the quiet spell
                 // starts over.
@@ -602,6 +631,71 @@ impl Connection {
                     return Ok(());
                 }
             }
+        }
+    }
+
+    /// Bytes read while awaiting the PROXY header: fed to the parser. The
+    /// header is consumed, never echoed, nor counted in `bytes_in`; what
+    /// follows it in the same read is the client's first data, served as
+    /// any input is. Once accepted, the header's client replaces the peer
+    /// (LOCAL and UNKNOWN keep the socket's), and the banner goes out.
+    #[inline(never)]
+    fn on_proxy_input(&mut self, input: &[u8], shared: &mut Shared) -> io::Result<()> {
+        let Some(parser) = self.proxy.as_mut() else {
+            return Ok(());
+        };
+        match parser.feed(input) {
+            Parsed::Incomplete => {
+                shared.stats.bytes_in = shared.stats.bytes_in.saturating_sub(input.len() as u64);
+                Ok(())
+            }
+            Parsed::Error(e) => {
+                shared.stats.bytes_in = shared.stats.bytes_in.saturating_sub(input.len() as u64);
+                self.proxy = None;
+                if let Some(n) = shared.proxy_log.allow_counting(shared.clock.now()) {
+                    warn!("closing {}: {e} ({n} similar lines suppressed)", self.peer);
+                }
+                self.apply(Event::ProxyRejected);
+                Ok(())
+            }
+            Parsed::Done { consumed, source } => {
+                shared.stats.bytes_in = shared.stats.bytes_in.saturating_sub(consumed as u64);
+                self.proxy = None;
+                let client = match source {
+                    Some(Source::Inet(addr)) => Peer::Inet(addr),
+                    Some(Source::Unix) => Peer::Unix,
+                    None => self.peer,
+                };
+                debug!("open {client} (PROXY header)");
+                self.peer = client;
+                self.apply(Event::ProxyAccepted);
+                if let Some(banner) = shared.banner_after_proxy.clone() {
+                    self.send([&banner[..]], shared)?;
+                    if shared.once {
+                        let until = shared.clock.now() + DRAIN_LINGER;
+                        self.begin_draining(CloseReason::Once, until);
+                        return Ok(());
+                    }
+                }
+                match &input[consumed..] {
+                    [] => Ok(()),
+                    rest => self.on_input(rest, shared),
+                }
+            }
+        }
+    }
+
+    /// The peer closed before its PROXY header ended: counted as a missing
+    /// header (the phase says so), and logged.
+    #[cold]
+    fn proxy_eof(&mut self, shared: &mut Shared) {
+        self.proxy = None;
+        if let Some(n) = shared.proxy_log.allow_counting(shared.clock.now()) {
+            warn!(
+                "closing {}: end of stream before a complete PROXY protocol header \
+                 ({n} similar lines suppressed)",
+                self.peer
+            );
         }
     }
 
@@ -763,7 +857,15 @@ mod tests {
     /// returned so it stays open); no poll, no I/O.
     fn connection(now: Instant) -> (Connection, mio::net::UnixStream) {
         let (ours, theirs) = mio::net::UnixStream::pair().expect("socketpair");
-        let conn = Connection::new(Stream::Unix(ours), Peer::Unix, Mode::Echo, false, 0, now);
+        let conn = Connection::new(
+            Stream::Unix(ours),
+            Peer::Unix,
+            Mode::Echo,
+            false,
+            0,
+            now,
+            None,
+        );
         (conn, theirs)
     }
 
@@ -913,13 +1015,36 @@ mod tests {
         let t0 = Instant::now();
         let steady = |mode, once| {
             let (ours, _theirs) = mio::net::UnixStream::pair().expect("socketpair");
-            let mut conn = Connection::new(Stream::Unix(ours), Peer::Unix, mode, once, 0, t0);
+            let mut conn = Connection::new(Stream::Unix(ours), Peer::Unix, mode, once, 0, t0, None);
             assert!(!conn.flags.is_steady(Flags::STEADY), "not readable yet");
             conn.flags.set(Flags::READABLE);
             conn.flags.is_steady(Flags::STEADY)
         };
         assert!(steady(Mode::Echo, false));
         assert!(!steady(Mode::Echo, true), "--once");
+
+        // Awaiting a PROXY header is not the steady echo: every read goes
+        // to the parser.
+        let (ours, _theirs) = mio::net::UnixStream::pair().expect("socketpair");
+        let until = Some(t0 + PROXY_HEADER_TIMEOUT);
+        let mut awaiting = Connection::new(
+            Stream::Unix(ours),
+            Peer::Unix,
+            Mode::Echo,
+            false,
+            0,
+            t0,
+            until,
+        );
+        awaiting.flags.set(Flags::READABLE);
+        assert!(
+            !awaiting.flags.is_steady(Flags::STEADY),
+            "awaiting the header"
+        );
+        assert!(awaiting.is_timed() && !awaiting.is_draining());
+        awaiting.apply(Event::ProxyAccepted);
+        assert!(awaiting.flags.is_steady(Flags::STEADY), "header accepted");
+        assert!(!awaiting.is_timed());
         assert!(!steady(Mode::Framed, false), "framed");
 
         let (mut conn, _peer) = connection(t0);

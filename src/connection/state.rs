@@ -8,6 +8,13 @@
 //! transitions are tested as a table at the bottom of this file.
 //!
 //! ```text
+//!   AwaitingProxy { until }  (--proxy-protocol: the birth phase)
+//!      │  Input: fed to the header parser by the glue
+//!      │  ProxyAccepted ─────────────────────────► Open
+//!      │  ProxyRejected, or Eof ─────────────────► Closed(proxy_header)
+//!      │  Tick past until ───────────────────────► Closed(proxy_timeout)
+//!      │  BeginDraining: as from Open (nothing is owed yet)
+//!
 //!               Open ──────────── Eof ───────────► PeerClosed
 //!                │                                     │    │
 //!   BeginDraining│              BeginDraining          │    │ Flushed
@@ -60,6 +67,12 @@ pub enum Phase {
     Open,
     /// Peer sent FIN: echo what is owed (reading no more), then close.
     PeerClosed,
+    /// `--proxy-protocol`, the phase a connection is born in: reading the
+    /// PROXY header (nothing is echoed, no banner sent) until it is
+    /// complete, or `until` passes. Declared next to the drains so that
+    /// [`Phase::is_timed`] is one range check on the tag, as
+    /// [`Phase::is_draining`] is.
+    AwaitingProxy { until: Instant },
     /// We are ending it: flush what is owed, reading and discarding input
     /// (unless the peer's FIN has come), then half-close.
     Flushing {
@@ -120,6 +133,10 @@ pub enum Event {
     /// most of it: closed at once, nothing more is owed to a peer that
     /// does not read.
     Evicted,
+    /// The PROXY header is complete and valid: serve the connection.
+    ProxyAccepted,
+    /// The PROXY header is missing or malformed.
+    ProxyRejected,
 }
 
 /// What the socket glue must do after a transition.
@@ -160,12 +177,23 @@ impl Phase {
         matches!(self, Phase::Flushing { .. } | Phase::Lingering { .. })
     }
 
+    /// Whether the phase has a deadline the worker's sweep must check:
+    /// awaiting the PROXY header, flushing or lingering (the worker counts
+    /// these exactly, and its sweep runs only while there are any).
+    #[inline]
+    pub fn is_timed(self) -> bool {
+        matches!(
+            self,
+            Phase::AwaitingProxy { .. } | Phase::Flushing { .. } | Phase::Lingering { .. }
+        )
+    }
+
     /// Whether input is still read in this phase (echoed while open,
     /// discarded while ending until the peer's EOF).
     #[inline]
     pub fn reads(self) -> bool {
         match self {
-            Phase::Open | Phase::Lingering { .. } => true,
+            Phase::AwaitingProxy { .. } | Phase::Open | Phase::Lingering { .. } => true,
             Phase::Flushing { peer_eof, .. } => !peer_eof,
             Phase::PeerClosed | Phase::Closed(_) => false,
         }
@@ -185,6 +213,14 @@ impl Phase {
             (_, Event::Error) => Closed(CloseReason::Error),
             (_, Event::Evicted) => Closed(CloseReason::MemoryPressure),
             (_, Event::Deadline) => Closed(self.reason().at_drain_deadline()),
+
+            (AwaitingProxy { .. }, Event::ProxyAccepted) => Open,
+            (AwaitingProxy { .. }, Event::ProxyRejected | Event::Eof) => {
+                Closed(CloseReason::ProxyHeader)
+            }
+            (AwaitingProxy { until }, Event::Tick { now }) if now >= until => {
+                Closed(CloseReason::ProxyTimeout)
+            }
 
             (Open, Event::Eof) => PeerClosed,
             (Flushing { reason, until, .. }, Event::Eof) => Flushing {
@@ -258,7 +294,7 @@ impl Phase {
                 Event::Tick { now },
             ) if now >= quiet_until => Closed(reason),
 
-            (Open, Event::BeginDraining { reason, until }) => Flushing {
+            (Open | AwaitingProxy { .. }, Event::BeginDraining { reason, until }) => Flushing {
                 reason,
                 until,
                 peer_eof: false,
@@ -286,7 +322,7 @@ impl Phase {
         match self {
             Phase::Flushing { reason, .. } | Phase::Lingering { reason, .. } => reason,
             Phase::Closed(reason) => reason,
-            Phase::Open | Phase::PeerClosed => CloseReason::Shutdown,
+            Phase::AwaitingProxy { .. } | Phase::Open | Phase::PeerClosed => CloseReason::Shutdown,
         }
     }
 
@@ -366,7 +402,89 @@ mod tests {
         // A drain due at 2 s; a linger due at 2 s, quiet from 500 ms.
         let flush = |reason, peer_eof| flushing(reason, ms(2000), peer_eof);
         let linger = |reason| lingering(reason, ms(2000), ms(500));
+        let awaiting = Phase::AwaitingProxy { until: ms(5000) };
         let cases = [
+            // --proxy-protocol: the header first.
+            case(
+                "header accepted: serve",
+                awaiting,
+                Event::ProxyAccepted,
+                open,
+                Nothing,
+            ),
+            case(
+                "header rejected",
+                awaiting,
+                Event::ProxyRejected,
+                Phase::Closed(ProxyHeader),
+                Close,
+            ),
+            case(
+                "EOF before the header ended",
+                awaiting,
+                Event::Eof,
+                Phase::Closed(ProxyHeader),
+                Close,
+            ),
+            case(
+                "header bytes while awaiting",
+                awaiting,
+                Event::Input { now: ms(100) },
+                awaiting,
+                Nothing,
+            ),
+            case(
+                "tick before the header deadline",
+                awaiting,
+                Event::Tick { now: ms(4999) },
+                awaiting,
+                Nothing,
+            ),
+            case(
+                "the header deadline passes",
+                awaiting,
+                Event::Tick { now: ms(5000) },
+                Phase::Closed(ProxyTimeout),
+                Close,
+            ),
+            case(
+                "nothing is owed while awaiting",
+                awaiting,
+                Event::Flushed,
+                awaiting,
+                Nothing,
+            ),
+            case(
+                "shutdown while awaiting the header: drained as if open",
+                awaiting,
+                Event::BeginDraining {
+                    reason: Shutdown,
+                    until: ms(2000),
+                },
+                flush(Shutdown, false),
+                Nothing,
+            ),
+            case(
+                "error while awaiting the header",
+                awaiting,
+                Event::Error,
+                Phase::Closed(Error),
+                Close,
+            ),
+            case(
+                "a header verdict after the header changes nothing",
+                open,
+                Event::ProxyRejected,
+                open,
+                Nothing,
+            ),
+            case(
+                "a late verdict on a closed connection",
+                Phase::Closed(ProxyTimeout),
+                Event::ProxyAccepted,
+                Phase::Closed(ProxyTimeout),
+                Nothing,
+            ),
             // The peer's EOF in each phase.
             case("eof while open", open, Event::Eof, peer_closed, Nothing),
             case("eof again", peer_closed, Event::Eof, peer_closed, Nothing),
@@ -794,7 +912,11 @@ mod tests {
     fn actions_match_the_phases_they_lead_to() {
         let t0 = Instant::now();
         let at = |n: u64| t0 + Duration::from_millis(n);
-        let mut phases = vec![Phase::Open, Phase::PeerClosed];
+        let mut phases = vec![
+            Phase::Open,
+            Phase::PeerClosed,
+            Phase::AwaitingProxy { until: at(1000) },
+        ];
         for reason in CloseReason::ALL {
             phases.push(Phase::Closed(reason));
             for peer_eof in [false, true] {
@@ -809,6 +931,8 @@ mod tests {
             Event::Deadline,
             Event::Error,
             Event::Evicted,
+            Event::ProxyAccepted,
+            Event::ProxyRejected,
         ];
         for n in [0, 499, 500, 999, 1000, 5000] {
             let now = at(n);
@@ -861,21 +985,23 @@ mod tests {
         }
     }
 
-    /// Which phases count as draining (the worker's exact count depends on
-    /// it) and which read.
+    /// Which phases count as draining, which have a deadline (the worker's
+    /// exact count depends on it) and which read.
     #[test]
     fn draining_and_reading_by_phase() {
         let t = Instant::now();
         let rows = [
-            (Phase::Open, false, true),
-            (Phase::PeerClosed, false, false),
-            (flushing(Once, t, false), true, true),
-            (flushing(Once, t, true), true, false),
-            (lingering(Once, t, t), true, true),
-            (Phase::Closed(Once), false, false),
+            (Phase::AwaitingProxy { until: t }, false, true, true),
+            (Phase::Open, false, false, true),
+            (Phase::PeerClosed, false, false, false),
+            (flushing(Once, t, false), true, true, true),
+            (flushing(Once, t, true), true, true, false),
+            (lingering(Once, t, t), true, true, true),
+            (Phase::Closed(Once), false, false, false),
         ];
-        for (phase, draining, reads) in rows {
+        for (phase, draining, timed, reads) in rows {
             assert_eq!(phase.is_draining(), draining, "{phase:?}");
+            assert_eq!(phase.is_timed(), timed, "{phase:?}");
             assert_eq!(phase.reads(), reads, "{phase:?}");
         }
     }

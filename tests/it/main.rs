@@ -24,6 +24,7 @@ mod many_clients;
 mod max_connections;
 mod memory_budget;
 mod metrics;
+mod proxy_protocol;
 mod real_tools;
 mod reset;
 mod scale_out;

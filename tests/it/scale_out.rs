@@ -46,7 +46,7 @@ use crate::load_generator::{assert_clean, bench_with, num};
 
 /// Set to `true` once echod's `--proxy-protocol` has landed: then an echod
 /// without it fails this test instead of running it without the PROXY header.
-const REQUIRE_PROXY_PROTOCOL: bool = false;
+const REQUIRE_PROXY_PROTOCOL: bool = true;
 
 /// The shipped configuration under test.
 const SHIPPED_CFG: &str = include_str!("../../dist/haproxy/echod.cfg");

@@ -8,6 +8,8 @@
 //!   property-tested and fuzzed.
 //! - [`sockperf`]: the sockperf benchmark's 14-byte message header, for
 //!   `echod --mode sockperf`; pure, property-tested and fuzzed.
+//! - [`proxy`]: the PROXY protocol header (v1 and v2), receiving side:
+//!   a streaming, sans-I/O parser; property-tested and fuzzed.
 //! - [`exit`]: the exit-status table of all three binaries.
 //! - [`flags`]: one-line usage errors (exit 2) and the value parsers flags
 //!   have in common (sizes, seconds, positive numbers).
@@ -19,6 +21,7 @@ pub mod addr;
 pub mod exit;
 pub mod flags;
 pub mod framing;
+pub mod proxy;
 pub mod sockperf;
 pub mod stream;
 pub mod sys;

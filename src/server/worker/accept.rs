@@ -9,7 +9,7 @@ use log::{debug, error, warn};
 use mio::{Interest, Token};
 
 use super::{Entry, Worker};
-use crate::connection::{Connection, Next, Peer, DRAIN_LINGER};
+use crate::connection::{Connection, Next, Peer, DRAIN_LINGER, PROXY_HEADER_TIMEOUT};
 use crate::stats::CloseReason;
 use echod_common::stream::MioStream as Stream;
 
@@ -116,6 +116,20 @@ impl Worker {
         }
     }
 
+    /// `--proxy-from`: whether a socket peer may send a PROXY header. Any
+    /// peer when no range is given; unix peers always (whoever can reach
+    /// the socket file passed its permissions, and a unix peer has no
+    /// address to match).
+    fn trusted(&self, peer: Peer) -> bool {
+        match peer {
+            Peer::Inet(addr) => {
+                self.config.proxy_from.is_empty()
+                    || self.config.proxy_from.iter().any(|c| c.contains(addr.ip()))
+            }
+            Peer::Unix => true,
+        }
+    }
+
     /// Registers an accepted stream, or sheds it when this worker is full.
     fn admit(&mut self, mut stream: Stream, peer: Peer) {
         if self.connections() >= self.config.max_connections {
@@ -126,6 +140,24 @@ impl Worker {
                     self.config.max_connections
                 );
             }
+            return; // dropping the stream closes it
+        }
+        if self.config.proxy_protocol && !self.trusted(peer) {
+            // Counted as accepted and closed, like any connection echod ends.
+            self.shared.stats.opened(self.open.opened());
+            self.open.closed();
+            self.shared.stats.ended(CloseReason::ProxyUntrusted);
+            if let Some(n) = self
+                .shared
+                .proxy_log
+                .allow_counting(self.shared.clock.now())
+            {
+                warn!(
+                    "closing {peer}: not in --proxy-from, its PROXY header is not trusted \
+                     ({n} similar lines suppressed)"
+                );
+            }
+            debug!("close {peer} ({})", CloseReason::ProxyUntrusted);
             return; // dropping the stream closes it
         }
         let _ = stream.set_nodelay();
@@ -139,17 +171,33 @@ impl Worker {
             warn!("cannot register {peer}: {e}");
             return;
         }
+        let now = self.shared.clock.now();
+        let proxy_until = self
+            .config
+            .proxy_protocol
+            .then(|| now + PROXY_HEADER_TIMEOUT);
         let conn = Connection::new(
             stream,
             peer,
             self.config.mode,
             self.config.once,
             self.config.max_frame,
-            self.shared.clock.now(),
+            now,
+            proxy_until,
         );
         entry.insert(Entry::Conn(conn));
         self.shared.stats.opened(self.open.opened());
-        debug!("open {peer} (token {key})");
+        if !self.config.proxy_protocol {
+            // Behind a balancer the socket's peer is the balancer: the
+            // connection's open line waits for the PROXY header's client.
+            debug!("open {peer} (token {key})");
+        }
+        if proxy_until.is_some() {
+            // Timed until its header is accepted; the banner follows the
+            // header (Connection::on_proxy_input), never precedes it.
+            self.timed += 1;
+            return;
+        }
         if let Some(banner) = self.config.banner.clone() {
             let Some(Entry::Conn(conn)) = self.entries.get_mut(key) else {
                 return;

@@ -97,12 +97,13 @@ pub(super) struct Worker {
     /// Connections open across all workers (shared): counted on admit and
     /// reap only, for an exact `peak_concurrent`.
     open: Arc<OpenConnections>,
-    /// Connections we are ending (flushing or lingering), exactly: every
-    /// place that can move a connection in or out of draining goes through
-    /// [`Worker::drive`] or [`Worker::end_connection`], which count it.
-    draining: usize,
-    /// When the next pass over the connections for drain deadlines is due,
-    /// while anything drains: one pass per [`DRAIN_TICK`], never one per turn.
+    /// Connections with a deadline ([`Connection::is_timed`]: draining, or
+    /// awaiting a PROXY header), exactly: every place that can move a
+    /// connection in or out of those phases goes through [`Worker::drive`],
+    /// [`Worker::end_connection`] or the sweep, which count it, or admits it.
+    timed: usize,
+    /// When the next pass over the connections for their deadlines is due,
+    /// while any is timed: one pass per [`DRAIN_TICK`], never one per turn.
     next_drain_sweep: Instant,
     /// SIGINT/SIGTERM/SIGUSR1, when the server catches them.
     signals: Option<SignalSource>,
@@ -143,25 +144,29 @@ pub(super) struct Worker {
 }
 
 /// Drives `conn`; returns what to do with it next and how the number of
-/// draining connections changed. A connection leaves draining only by
-/// closing, so only a `Reap` can end one; a connection begins draining at
-/// most once.
+/// timed connections changed. A `Reap` ends one; a connection also stops
+/// being timed when its PROXY header is accepted, and begins when it starts
+/// draining. The steady echo pays what it paid when only drains counted:
+/// two tests of the phase's tag.
 #[inline(always)]
-fn drive_conn(conn: &mut Connection, shared: &mut Shared) -> (Next, Draining) {
-    let was_draining = conn.is_draining();
+fn drive_conn(conn: &mut Connection, shared: &mut Shared) -> (Next, Timed) {
+    let was_timed = conn.is_timed();
     let next = conn.drive(shared);
     let change = match next {
-        Next::Reap if was_draining => Draining::Ended,
-        Next::Reap => Draining::Same,
-        _ if !was_draining && conn.is_draining() => Draining::Began,
-        _ => Draining::Same,
+        Next::Reap if was_timed => Timed::Ended,
+        Next::Reap => Timed::Same,
+        _ => match (was_timed, conn.is_timed()) {
+            (false, true) => Timed::Began,
+            (true, false) => Timed::Ended,
+            _ => Timed::Same,
+        },
     };
     (next, change)
 }
 
-/// How one drive changed the number of draining connections.
+/// How one drive changed the number of timed connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Draining {
+enum Timed {
     Same,
     Began,
     Ended,
@@ -217,12 +222,14 @@ impl Worker {
                 queue_limit: config.queue_limit,
                 once: config.once,
                 bad_frame_log: RateLimit::new(),
+                banner_after_proxy: config.banner.clone().filter(|_| config.proxy_protocol),
+                proxy_log: RateLimit::new(),
             },
             config,
             ready: Vec::new(),
             doomed: Vec::new(),
             open,
-            draining: 0,
+            timed: 0,
             next_drain_sweep: now,
             signals,
             controls: None,
@@ -367,14 +374,15 @@ impl Worker {
         }
     }
 
-    /// Files a driven connection: counted if it began or ended draining,
-    /// onto the ready list if it has input left, onto the reap list if closed.
+    /// Files a driven connection: counted if it began or stopped being
+    /// timed, onto the ready list if it has input left, onto the reap list
+    /// if closed.
     #[inline(always)]
-    fn file(&mut self, key: usize, (next, draining): (Next, Draining)) {
-        match draining {
-            Draining::Same => {}
-            Draining::Began => self.draining += 1,
-            Draining::Ended => self.draining -= 1,
+    fn file(&mut self, key: usize, (next, timed): (Next, Timed)) {
+        match timed {
+            Timed::Same => {}
+            Timed::Began => self.timed += 1,
+            Timed::Ended => self.timed -= 1,
         }
         match next {
             Next::Wait => {}
@@ -402,14 +410,14 @@ impl Worker {
     }
 
     /// Starts ending connection `key` for `reason` by `until` (see
-    /// [`Connection::begin_draining`]), counts it if it began draining, and
+    /// [`Connection::begin_draining`]), counts it if it became timed, and
     /// drives it: what it owes is flushed now if the socket takes it.
     fn end_connection(&mut self, key: usize, reason: CloseReason, until: Instant) {
         if let Some(Entry::Conn(conn)) = self.entries.get_mut(key) {
-            let was_draining = conn.is_draining();
+            let was_timed = conn.is_timed();
             conn.begin_draining(reason, until);
-            if conn.is_draining() && !was_draining {
-                self.draining += 1;
+            if conn.is_timed() && !was_timed {
+                self.timed += 1;
             }
             self.drive(key);
         }
@@ -452,7 +460,7 @@ impl Worker {
                 continue;
             };
             if let Some(Entry::Conn(mut conn)) = self.entries.try_remove(key) {
-                debug_assert!(!conn.is_draining(), "reaped while draining");
+                debug_assert!(!conn.is_timed(), "reaped while timed");
                 let reason = conn.closed_reason().unwrap_or(CloseReason::Error);
                 conn.release(&mut self.shared);
                 self.open.closed();

@@ -34,16 +34,17 @@ impl Worker {
     /// This worker's state now: one pass over the connections for what is
     /// not counted as it happens (paused, queued).
     pub(super) fn report(&self) -> WorkerReport {
-        let (mut paused, mut queued) = (0, 0);
+        let (mut paused, mut queued, mut draining) = (0, 0, 0);
         for (_, entry) in self.entries.iter() {
             if let Entry::Conn(conn) = entry {
                 paused += u64::from(conn.is_paused());
+                draining += u64::from(conn.is_draining());
                 queued += conn.queued() as u64;
             }
         }
         WorkerReport {
             open: self.connections() as u64,
-            draining: self.draining as u64,
+            draining,
             paused,
             queued_bytes: queued,
             loop_turns: self.loop_turns,
@@ -106,7 +107,7 @@ impl Worker {
                 self.doomed.push(key);
             }
         }
-        self.draining = 0;
+        self.timed = 0;
         self.reap();
     }
 }

@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 
 use super::{Entry, Worker};
-use crate::connection::DRAIN_LINGER;
+use crate::connection::{DRAIN_LINGER, PROXY_HEADER_TIMEOUT};
 use crate::memory;
 use crate::stats::CloseReason;
 
-/// Timer tick while any connection is draining or the daemon shuts down:
-/// drain deadlines are checked once per tick (one pass over the
-/// connections), so a drain closes at most this long after its deadline.
+/// Timer tick while any connection is draining or awaiting its PROXY
+/// header, or the daemon shuts down: deadlines are checked once per tick
+/// (one pass over the connections), so a drain, or a header that is late,
+/// closes at most this long after its deadline.
 const DRAIN_TICK: Duration = Duration::from_millis(50);
 
 /// How often a worker whose queues hold a burst looks at the memory budget.
@@ -174,10 +175,10 @@ impl Worker {
             let Some(Entry::Conn(conn)) = self.entries.get_mut(key) else {
                 continue;
             };
-            let was_draining = conn.is_draining();
+            let was_timed = conn.is_timed();
             let held = conn.evict(&mut self.shared);
-            if was_draining {
-                self.draining -= 1;
+            if was_timed {
+                self.timed -= 1;
             }
             excess = excess.saturating_sub(held.max(1));
             self.doomed.push(key);
@@ -192,13 +193,16 @@ impl Worker {
         }
     }
 
-    /// Whether a drain may be waiting on its deadline (or shutdown is on).
+    /// Whether a drain or a PROXY header may be waiting on its deadline (or
+    /// shutdown is on). Never without `--proxy-protocol` and with nothing
+    /// draining: the steady echo keeps the timers disarmed.
     fn drains_pending(&self) -> bool {
-        self.draining > 0 || self.shared.shutdown_deadline.is_some()
+        self.timed > 0 || self.shared.shutdown_deadline.is_some()
     }
 
     /// One pass over the connections: expire idle ones, close drains whose
-    /// deadline passed. Costs O(connections) per tick, never per message.
+    /// deadline passed and connections whose PROXY header is late. Costs
+    /// O(connections) per tick, never per message.
     fn sweep(&mut self, check_idle: bool) {
         let now = self.shared.clock.now();
         let idle = self.config.idle_timeout;
@@ -206,15 +210,25 @@ impl Worker {
         // instant: one subtraction per sweep, one comparison per connection.
         let idle_since = idle.and_then(|limit| now.checked_sub(limit));
         let mut idle_out = Vec::new();
-        let counted = self.draining;
+        let counted = self.timed;
         let mut seen = 0;
         for (key, entry) in self.entries.iter_mut() {
             let Entry::Conn(conn) = entry else { continue };
-            if conn.is_draining() {
+            if conn.is_timed() {
                 seen += 1;
                 if conn.drain_expired(now) {
                     self.doomed.push(key);
-                    self.draining -= 1;
+                    self.timed -= 1;
+                    if conn.closed_reason() == Some(CloseReason::ProxyTimeout) {
+                        if let Some(n) = self.shared.proxy_log.allow_counting(now) {
+                            warn!(
+                                "closing {}: no complete PROXY protocol header within {:?} \
+                                 ({n} similar lines suppressed)",
+                                conn.peer(),
+                                PROXY_HEADER_TIMEOUT
+                            );
+                        }
+                    }
                 }
             } else if check_idle && conn.closed_reason().is_none() {
                 if let (Some(limit), Some(since)) = (idle, idle_since) {
@@ -225,7 +239,7 @@ impl Worker {
                 }
             }
         }
-        debug_assert_eq!(seen, counted, "the draining count drifted");
+        debug_assert_eq!(seen, counted, "the timed count drifted");
         for key in idle_out {
             self.end_connection(key, CloseReason::IdleTimeout, now + DRAIN_LINGER);
         }
