@@ -16,7 +16,7 @@ run() { # connections messages port
   for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$3") 2>/dev/null && break; sleep 0.1; done
   "$BIN/echod-bench" "127.0.0.1:$3" -c "$1" -l 64 -n "$2" >/dev/null
   kill -INT "$pid"; wait "$pid" || true
-  ir=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+  ir=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !v {gsub(",", "", $1); v = $1} END {print v}')
   rm -f "$out"
   echo "connections=$1 messages=$2 instructions_per_message=$(python3 -c "print(round($ir / $2, 1))")"
 }

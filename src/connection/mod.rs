@@ -72,6 +72,15 @@ impl fmt::Display for Peer {
     }
 }
 
+/// How one drive changed the number of timed connections (awaiting a PROXY
+/// header, flushing or lingering), which the worker keeps exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timed {
+    Same,
+    Began,
+    Ended,
+}
+
 /// What the loop should do with a connection after driving it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
@@ -306,15 +315,20 @@ impl Connection {
     /// Records what an event says about the socket's readiness.
     #[inline]
     pub fn on_event(&mut self, event: &mio::event::Event) {
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            self.flags.set(Flags::READABLE);
+        // One read-modify-write of the flags, not one per bit.
+        let error = event.is_error();
+        let read_closed = event.is_read_closed();
+        let mut bits = 0;
+        if event.is_readable() || read_closed || error {
+            bits |= Flags::READABLE;
         }
-        if event.is_read_closed() {
-            self.flags.set(Flags::READ_CLOSED);
+        if read_closed {
+            bits |= Flags::READ_CLOSED;
         }
-        if event.is_writable() || event.is_write_closed() || event.is_error() {
-            self.flags.set(Flags::WRITABLE);
+        if event.is_writable() || event.is_write_closed() || error {
+            bits |= Flags::WRITABLE;
         }
+        self.flags.set(bits);
     }
 
     /// The one place the phase changes (to what [`Phase::on`] decided).
@@ -382,7 +396,7 @@ impl Connection {
     /// The steady echo takes [`Connection::echo_steady`]: one read, one
     /// write. The general loop below keeps only the open state inline;
     /// everything else happens in [`Connection::settle_phase`], out of line.
-    pub fn drive(&mut self, shared: &mut Shared) -> Next {
+    pub fn drive(&mut self, shared: &mut Shared) -> (Next, Timed) {
         debug_assert_eq!(
             self.flags.has(Flags::OWED),
             !self.queue.is_empty(),
@@ -390,9 +404,31 @@ impl Connection {
         );
         if self.flags.is_steady(shared.pool.steady()) {
             if let Some(next) = self.echo_steady(shared) {
-                return next;
+                // Open before and after (or closed on an error): the count
+                // of timed connections does not move.
+                return (next, Timed::Same);
             }
         }
+        let was_timed = self.is_timed();
+        let next = self.drive_general(shared);
+        let change = match next {
+            Next::Reap if was_timed => Timed::Ended,
+            Next::Reap => Timed::Same,
+            _ => match (was_timed, self.is_timed()) {
+                (false, true) => Timed::Began,
+                (true, false) => Timed::Ended,
+                _ => Timed::Same,
+            },
+        };
+        (next, change)
+    }
+
+    /// Everything but the steady echo: flush, phase, framing, `--once`,
+    /// budget. Out of line, so that the steady echo's call saves only the
+    /// registers it uses (measured: 7 instructions per message at one
+    /// connection once sockperf and PROXY code had grown this path).
+    #[inline(never)]
+    fn drive_general(&mut self, shared: &mut Shared) -> Next {
         let mut budget = READ_BUDGET;
         loop {
             if self.flags.has(Flags::OWED) {

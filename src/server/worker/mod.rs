@@ -38,7 +38,7 @@ use super::notify::Notice;
 use super::signals::SignalSource;
 use crate::config::{Config, Mode};
 use crate::connection::queue::ChunkPool;
-use crate::connection::{Connection, Next};
+use crate::connection::{Connection, Next, Timed};
 use crate::memory::{MemoryBudget, CHUNK_SIZE};
 use crate::shared::{RateLimit, Shared};
 use crate::stats::{CloseReason, OpenConnections, Stats};
@@ -144,32 +144,12 @@ pub(super) struct Worker {
 }
 
 /// Drives `conn`; returns what to do with it next and how the number of
-/// timed connections changed. A `Reap` ends one; a connection also stops
-/// being timed when its PROXY header is accepted, and begins when it starts
-/// draining. The steady echo pays what it paid when only drains counted:
-/// two tests of the phase's tag.
+/// timed connections (awaiting a PROXY header, flushing or lingering)
+/// changed: [`Connection::drive`] works it out on its general path only, so
+/// the steady echo, which never changes phase, pays nothing for the count.
 #[inline(always)]
 fn drive_conn(conn: &mut Connection, shared: &mut Shared) -> (Next, Timed) {
-    let was_timed = conn.is_timed();
-    let next = conn.drive(shared);
-    let change = match next {
-        Next::Reap if was_timed => Timed::Ended,
-        Next::Reap => Timed::Same,
-        _ => match (was_timed, conn.is_timed()) {
-            (false, true) => Timed::Began,
-            (true, false) => Timed::Ended,
-            _ => Timed::Same,
-        },
-    };
-    (next, change)
-}
-
-/// How one drive changed the number of timed connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Timed {
-    Same,
-    Began,
-    Ended,
+    conn.drive(shared)
 }
 
 impl Worker {
