@@ -5,28 +5,9 @@
 //! panic either. Nothing may panic or loop forever.
 #![no_main]
 
-use echod_common::sockperf::{reply_in_place, Event, MessageError, StreamDecoder};
+use echod_common::sockperf::reply_in_place;
+use echod_common::sockperf::testing::replies as run;
 use libfuzzer_sys::fuzz_target;
-
-fn run(stream: &[u8], chunk: usize, max: u64) -> (Vec<u8>, u64, Option<MessageError>) {
-    let mut d = StreamDecoder::new(max);
-    let mut out = Vec::new();
-    for mut piece in stream.chunks(chunk.max(1)) {
-        loop {
-            let (used, event) = d.next_event(piece);
-            assert!(used <= piece.len());
-            piece = &piece[used..];
-            match event {
-                None => break,
-                Some(Event::Reply(h)) => out.extend_from_slice(&h),
-                Some(Event::Payload(p)) => out.extend_from_slice(p),
-                Some(Event::Skip(_)) => {}
-                Some(Event::Error(e)) => return (out, d.messages(), Some(e)),
-            }
-        }
-    }
-    (out, d.messages(), None)
-}
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 3 {

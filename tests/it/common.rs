@@ -735,3 +735,24 @@ pub fn tool(name: &str) -> std::path::PathBuf {
     );
     path
 }
+
+/// Where tests draw the fixed ports of peers that cannot be handed a socket
+/// (systemd-socket-activate, HAProxy, sockperf): below the kernel's range
+/// for automatic ports (32768-60999), so no connect's source port lands
+/// there. Callers draw again when the peer says the port is in use.
+pub const FIXED_PORTS: std::ops::Range<u16> = 20000..30000;
+
+/// A random port from [`FIXED_PORTS`], seeded per process, time and call.
+pub fn draw_port() -> u16 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let seed =
+        nanos ^ (u64::from(std::process::id()) << 20) ^ CALLS.fetch_add(1, Ordering::Relaxed);
+    let mut rng = Rng::new(seed);
+    let span = (FIXED_PORTS.end - FIXED_PORTS.start) as usize;
+    FIXED_PORTS.start + rng.range(0, span - 1) as u16
+}

@@ -16,7 +16,7 @@
 //! Ports. HAProxy's server addresses are fixed, so a replacement echod must
 //! come back on its predecessor's port: every echod here listens on a fixed
 //! port, and HAProxy's frontend too (the test cannot hand HAProxy a bound
-//! socket). Ports are drawn at random from 20000-29999, below the kernel's
+//! socket). Ports are drawn at random from 20000-29999 (`common::draw_port`), below the kernel's
 //! ephemeral range (32768-60999 by default), so no connection made by this
 //! or another test can hold one by chance; a draw that is in use anyway
 //! (another program) makes echod or HAProxy exit with "address in use", and
@@ -51,9 +51,6 @@ const REQUIRE_PROXY_PROTOCOL: bool = true;
 /// The shipped configuration under test.
 const SHIPPED_CFG: &str = include_str!("../../dist/haproxy/echod.cfg");
 
-/// Where the fixed ports are drawn from: below the ephemeral range.
-const PORTS: std::ops::Range<u16> = 20000..30000;
-
 /// The address echod-bench connects from, so that echod's logs can tell the
 /// client (127.0.0.2) from HAProxy's backend side (127.0.0.1).
 const CLIENT_IP: &str = "127.0.0.2";
@@ -73,20 +70,6 @@ fn echod_speaks_proxy_protocol() -> bool {
         .output()
         .expect("echod --help");
     String::from_utf8_lossy(&out.stdout).contains("--proxy-protocol")
-}
-
-/// A random port from [`PORTS`], seeded per process and call.
-fn draw_port() -> u16 {
-    static CALLS: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let seed =
-        nanos ^ (u64::from(std::process::id()) << 20) ^ CALLS.fetch_add(1, Ordering::Relaxed);
-    let mut rng = common::Rng::new(seed);
-    let span = (PORTS.end - PORTS.start) as usize;
-    PORTS.start + rng.range(0, span - 1) as u16
 }
 
 fn in_use(log: &str) -> bool {
@@ -111,14 +94,17 @@ fn start_echod_on(port: u16, proxy: bool) -> Result<Daemon, String> {
 /// Starts echod on a freshly drawn port, drawing again while it is in use.
 fn start_echod(proxy: bool) -> (Daemon, u16) {
     for _ in 0..10 {
-        let port = draw_port();
+        let port = common::draw_port();
         match start_echod_on(port, proxy) {
             Ok(d) => return (d, port),
             Err(log) if in_use(&log) => continue,
             Err(log) => panic!("echod did not start on {port}:\n{log}"),
         }
     }
-    panic!("ten ports drawn from {PORTS:?} were all in use");
+    panic!(
+        "ten ports drawn from {:?} were all in use",
+        common::FIXED_PORTS
+    );
 }
 
 /// The shipped configuration with what ties it to a machine changed: the
@@ -199,7 +185,7 @@ impl Haproxy {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let admin = dir.join("admin.sock");
         for _ in 0..10 {
-            let front = draw_port();
+            let front = common::draw_port();
             let cfg = dir.join("echod.cfg");
             std::fs::write(&cfg, render_cfg(front, servers, &admin, proxy)).expect("write cfg");
             let check = Command::new("haproxy")
@@ -250,7 +236,10 @@ impl Haproxy {
                 return h;
             }
         }
-        panic!("ten frontend ports drawn from {PORTS:?} were all in use");
+        panic!(
+            "ten frontend ports drawn from {:?} were all in use",
+            common::FIXED_PORTS
+        );
     }
 
     fn log(&self) -> String {

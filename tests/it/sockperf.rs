@@ -108,9 +108,8 @@ fn lengths_sockperf_cannot_follow_end_the_connection_or_drop_the_datagram() {
     assert!(!d.log_lines_with(&["sockperf message length 5"]).is_empty());
 }
 
-/// `sockperf server` on a port drawn from 20000-29999 (below the kernel's
-/// range for automatic ports; sockperf takes no descriptor, so a port is
-/// drawn, and drawn again if sockperf cannot bind it), serving TCP and UDP
+/// `sockperf server` on a port from `common::draw_port` (sockperf takes no
+/// descriptor, so a port is drawn, and drawn again if sockperf cannot bind it), serving TCP and UDP
 /// through a feed file with epoll. Killed on drop.
 struct SockperfServer {
     child: std::process::Child,
@@ -120,8 +119,8 @@ struct SockperfServer {
 
 impl SockperfServer {
     fn start() -> SockperfServer {
-        for attempt in 0..10u16 {
-            let port = 20_000 + (std::process::id() as u16 % 5_000) * 2 + attempt * 97 % 10_000;
+        for attempt in 0..10 {
+            let port = common::draw_port();
             let feed = std::env::temp_dir().join(format!(
                 "echod-sockperf-{}-{attempt}.feed",
                 std::process::id()

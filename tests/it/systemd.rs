@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{self, Daemon, Rng};
+use crate::common::{self, Daemon};
 
 const ECHOD: &str = env!("CARGO_BIN_EXE_echod");
 
@@ -25,10 +25,9 @@ const ECHOD: &str = env!("CARGO_BIN_EXE_echod");
 /// returns once it listens (echod itself starts on the first connection or
 /// datagram), with the port it got.
 fn socket_activate(args: &[&str], echod_args: &[&str]) -> (Daemon, u16) {
-    let mut rng = Rng::new(u64::from(std::process::id()) ^ 0x5eed);
     let mut last = String::new();
     for _ in 0..20 {
-        let port = 20_000 + (rng.next_u64() % 10_000) as u16;
+        let port = common::draw_port();
         let mut cmd = Command::new("systemd-socket-activate");
         let args = args.iter().map(|a| a.replace("{port}", &port.to_string()));
         let listens = args.clone().filter(|a| a == "-l").count();

@@ -231,8 +231,37 @@ pub fn reply_in_place(datagram: &mut [u8], max: u64) -> Result<bool, MessageErro
     Ok(true)
 }
 
+/// Shared by the tests here and the fuzz target (`fuzz/fuzz_targets/sockperf.rs`).
+#[doc(hidden)]
+pub mod testing {
+    use super::{Event, MessageError, StreamDecoder};
+
+    /// What a peer gets back for `stream` fed `chunk` bytes at a time: the
+    /// reply bytes, the messages completed and the error, if any.
+    pub fn replies(stream: &[u8], chunk: usize, max: u64) -> (Vec<u8>, u64, Option<MessageError>) {
+        let mut d = StreamDecoder::new(max);
+        let mut out = Vec::new();
+        for mut piece in stream.chunks(chunk.max(1)) {
+            loop {
+                let (used, event) = d.next_event(piece);
+                assert!(used <= piece.len(), "consumed more than it was given");
+                piece = &piece[used..];
+                match event {
+                    None => break,
+                    Some(Event::Reply(h)) => out.extend_from_slice(&h),
+                    Some(Event::Payload(p)) => out.extend_from_slice(p),
+                    Some(Event::Skip(_)) => {}
+                    Some(Event::Error(e)) => return (out, d.messages(), Some(e)),
+                }
+            }
+        }
+        (out, d.messages(), None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::replies as run;
     use super::*;
     use proptest::prelude::*;
 
@@ -246,30 +275,6 @@ mod tests {
         .to_vec();
         m.extend_from_slice(payload);
         m
-    }
-
-    /// What a peer gets back for `stream` fed in `chunks`, and the error.
-    fn run(stream: &[u8], chunk: usize, max: u64) -> (Vec<u8>, u64, Option<MessageError>) {
-        let mut d = StreamDecoder::new(max);
-        let mut out = Vec::new();
-        let mut error = None;
-        'feed: for mut piece in stream.chunks(chunk.max(1)) {
-            loop {
-                let (used, event) = d.next_event(piece);
-                piece = &piece[used..];
-                match event {
-                    None => break,
-                    Some(Event::Reply(h)) => out.extend_from_slice(&h),
-                    Some(Event::Payload(p)) => out.extend_from_slice(p),
-                    Some(Event::Skip(_)) => {}
-                    Some(Event::Error(e)) => {
-                        error = Some(e);
-                        break 'feed;
-                    }
-                }
-            }
-        }
-        (out, d.messages(), error)
     }
 
     #[test]
