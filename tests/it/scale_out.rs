@@ -24,11 +24,8 @@
 //! while its predecessor's connections are still draining.
 //!
 //! PROXY protocol. The shipped file has `send-proxy-v2` and
-//! `check-send-proxy`; echod takes `--proxy-protocol`. While the echod
-//! binary does not know that flag (the parser is on another branch), the
-//! test strips the two keywords, runs echod without it, asserts the
-//! opposite log expectation (echod sees HAProxy's address), and says so
-//! loudly. [`REQUIRE_PROXY_PROTOCOL`] turns the missing flag into a failure.
+//! `check-send-proxy`; every echod runs with `--proxy-protocol
+//! --proxy-from 127.0.0.1/32`, so its logs name the real clients.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
@@ -43,10 +40,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::{self, Daemon};
 use crate::load_generator::{assert_clean, bench_with, num};
-
-/// Set to `true` once echod's `--proxy-protocol` has landed: then an echod
-/// without it fails this test instead of running it without the PROXY header.
-const REQUIRE_PROXY_PROTOCOL: bool = true;
 
 /// The shipped configuration under test.
 const SHIPPED_CFG: &str = include_str!("../../dist/haproxy/echod.cfg");
@@ -63,15 +56,6 @@ const GAP: Duration = Duration::from_millis(300);
 const BACKEND: &str = "be_echod";
 const SERVERS: [&str; 3] = ["echod1", "echod2", "echod3"];
 
-/// Whether this echod binary takes `--proxy-protocol`.
-fn echod_speaks_proxy_protocol() -> bool {
-    let out = Command::new(env!("CARGO_BIN_EXE_echod"))
-        .arg("--help")
-        .output()
-        .expect("echod --help");
-    String::from_utf8_lossy(&out.stdout).contains("--proxy-protocol")
-}
-
 fn in_use(log: &str) -> bool {
     let log = log.to_lowercase();
     log.contains("in use") || log.contains("cannot bind")
@@ -79,23 +63,21 @@ fn in_use(log: &str) -> bool {
 
 /// Starts echod on 127.0.0.1:`port` (a fixed port, so HAProxy's server line
 /// stays right across restarts). `Err(log)` if it did not come up.
-fn start_echod_on(port: u16, proxy: bool) -> Result<Daemon, String> {
+fn start_echod_on(port: u16) -> Result<Daemon, String> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_echod"));
     cmd.args(["--listen", &format!("127.0.0.1:{port}")]).env(
         "RUST_LOG",
         std::env::var("ECHOD_TEST_LOG").unwrap_or("debug".into()),
     );
-    if proxy {
-        cmd.args(["--proxy-protocol", "--proxy-from", "127.0.0.1/32"]);
-    }
+    cmd.args(["--proxy-protocol", "--proxy-from", "127.0.0.1/32"]);
     Daemon::spawn(cmd, 1, |line| line.contains("listening on "))
 }
 
 /// Starts echod on a freshly drawn port, drawing again while it is in use.
-fn start_echod(proxy: bool) -> (Daemon, u16) {
+fn start_echod() -> (Daemon, u16) {
     for _ in 0..10 {
         let port = common::draw_port();
-        match start_echod_on(port, proxy) {
+        match start_echod_on(port) {
             Ok(d) => return (d, port),
             Err(log) if in_use(&log) => continue,
             Err(log) => panic!("echod did not start on {port}:\n{log}"),
@@ -110,9 +92,8 @@ fn start_echod(proxy: bool) -> (Daemon, u16) {
 /// The shipped configuration with what ties it to a machine changed: the
 /// frontend's `bind`, the `server` addresses, the admin socket's path and
 /// the log target; `chroot`, `user`, `group` and `daemon` dropped (the test
-/// runs haproxy in the foreground as whoever runs the tests). Without
-/// `proxy`, `send-proxy-v2` and `check-send-proxy` are stripped too.
-fn render_cfg(front: u16, servers: &[u16], admin: &Path, proxy: bool) -> String {
+/// runs haproxy in the foreground as whoever runs the tests).
+fn render_cfg(front: u16, servers: &[u16], admin: &Path) -> String {
     let mut out = String::new();
     let (mut binds, mut sockets, mut logs, mut next_server) = (0, 0, 0, 0);
     for line in SHIPPED_CFG.lines() {
@@ -145,11 +126,6 @@ fn render_cfg(front: u16, servers: &[u16], admin: &Path, proxy: bool) -> String 
             }
             _ => {}
         }
-        if !proxy {
-            line = line
-                .replace(" send-proxy-v2", "")
-                .replace(" check-send-proxy", "");
-        }
         out.push_str(&line);
         out.push('\n');
     }
@@ -174,7 +150,7 @@ impl Haproxy {
     /// Renders the shipped config for `servers` and starts `haproxy -db` on
     /// a drawn frontend port (drawing again if it is in use); returns once
     /// the admin socket answers and every server is UP.
-    fn start(servers: &[u16], proxy: bool) -> Haproxy {
+    fn start(servers: &[u16]) -> Haproxy {
         static STARTS: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "echod-haproxy-{}-{}",
@@ -187,7 +163,7 @@ impl Haproxy {
         for _ in 0..10 {
             let front = common::draw_port();
             let cfg = dir.join("echod.cfg");
-            std::fs::write(&cfg, render_cfg(front, servers, &admin, proxy)).expect("write cfg");
+            std::fs::write(&cfg, render_cfg(front, servers, &admin)).expect("write cfg");
             let check = Command::new("haproxy")
                 .args(["-c", "-f"])
                 .arg(&cfg)
@@ -480,7 +456,7 @@ fn shipped_haproxy_cfg_is_valid_and_has_what_the_pool_needs() {
     let cfg = dir.join("echod.cfg");
     std::fs::write(
         &cfg,
-        render_cfg(20000, &[20001, 20002, 20003], &dir.join("a.sock"), true),
+        render_cfg(20000, &[20001, 20002, 20003], &dir.join("a.sock")),
     )
     .unwrap();
     let out = Command::new("haproxy")
@@ -504,20 +480,9 @@ fn three_echods_behind_haproxy_survive_a_crash_and_a_rolling_restart() {
     }
     let _heavy = common::heavy();
     let t0 = Instant::now();
-    let proxy = echod_speaks_proxy_protocol();
-    if !proxy {
-        if REQUIRE_PROXY_PROTOCOL {
-            panic!("echod does not take --proxy-protocol, which this test requires");
-        }
-        eprintln!(
-            "NOTE (scale_out): echod has no --proxy-protocol yet: HAProxy runs WITHOUT \
-             send-proxy-v2/check-send-proxy and the log check is inverted (echod sees \
-             HAProxy's address). The PROXY assertions run once the flag lands."
-        );
-    }
-    let mut echods: Vec<(Daemon, u16)> = (0..3).map(|_| start_echod(proxy)).collect();
+    let mut echods: Vec<(Daemon, u16)> = (0..3).map(|_| start_echod()).collect();
     let ports: Vec<u16> = echods.iter().map(|(_, p)| *p).collect();
-    let hap = Haproxy::start(&ports, proxy);
+    let hap = Haproxy::start(&ports);
     let front = hap.front;
     eprintln!("scale_out: haproxy on {front}, echods on {ports:?}");
 
@@ -550,40 +515,24 @@ fn three_echods_behind_haproxy_survive_a_crash_and_a_rolling_restart() {
         .values()
         .all(|s| s.scur == 0)));
     thread::sleep(Duration::from_millis(200));
-    let (mut clients, mut proxies) = (BTreeSet::new(), BTreeSet::new());
+    let mut clients = BTreeSet::new();
     for ((d, _), from) in echods.iter().zip(&marks) {
         let log = d.log();
         let c = addresses(&log, *from, CLIENT_IP);
+        assert!(!c.is_empty(), "an echod served nobody:\n{}", &log[*from..]);
+        let h = addresses(&log, *from, "127.0.0.1");
         assert!(
-            !c.is_empty() || !proxy,
-            "an echod served nobody:\n{}",
+            h.is_empty(),
+            "echod logged HAProxy's address {h:?}:\n{}",
             &log[*from..]
         );
-        let h = addresses(&log, *from, "127.0.0.1");
-        if proxy {
-            assert!(
-                h.is_empty(),
-                "echod logged HAProxy's address {h:?}:\n{}",
-                &log[*from..]
-            );
-        }
         clients.extend(c);
-        proxies.extend(h);
     }
-    if proxy {
-        assert_eq!(
-            clients.len(),
-            30,
-            "the bench's 30 client addresses: {clients:?}"
-        );
-    } else {
-        assert!(clients.is_empty(), "{clients:?}");
-        assert_eq!(
-            proxies.len(),
-            30,
-            "without PROXY, echod sees HAProxy: {proxies:?}"
-        );
-    }
+    assert_eq!(
+        clients.len(),
+        30,
+        "the bench's 30 client addresses: {clients:?}"
+    );
     for s in SERVERS {
         hap.admin(&format!("enable health {BACKEND}/{s}"));
     }
@@ -665,7 +614,7 @@ fn three_echods_behind_haproxy_survive_a_crash_and_a_rolling_restart() {
         to_down.as_secs_f64()
     );
     // Back on the same port.
-    echods[0].0 = start_echod_on(ports[0], proxy).expect("echod1 back on its port");
+    echods[0].0 = start_echod_on(ports[0]).expect("echod1 back on its port");
     let to_up = hap.wait_status("echod1", "UP", Duration::from_secs(15));
     eprintln!(
         "scale_out b: echod1 back UP {:.2} s after its restart",
@@ -692,7 +641,7 @@ fn three_echods_behind_haproxy_survive_a_crash_and_a_rolling_restart() {
         // slow to start), yet HAProxy still has the server UP: the churn's
         // connects to it are refused and must be redispatched.
         thread::sleep(GAP);
-        echods[i].0 = start_echod_on(ports[i], proxy)
+        echods[i].0 = start_echod_on(ports[i])
             .unwrap_or_else(|log| panic!("{name} replacement on {}:\n{log}", ports[i]));
         hap.wait_status(name, "UP", Duration::from_secs(15));
         // The replacement takes traffic before the next one goes.
