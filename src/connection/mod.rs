@@ -873,7 +873,20 @@ impl Connection {
     }
 
     /// Returns queued chunks to the pool before the connection is dropped.
+    /// Most connections close owing nothing: an empty queue holds no chunk
+    /// (its invariant), so there is nothing to hand back and the drain of
+    /// its ring is skipped (measured under churn, one message per
+    /// connection: 75 instructions of the 1,027 a connection costs).
+    #[inline]
     pub fn release(&mut self, shared: &mut Shared) {
+        if !self.queue.is_empty() {
+            self.release_queued(shared);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn release_queued(&mut self, shared: &mut Shared) {
         self.queue.clear(&mut shared.pool);
         self.flags.clear(Flags::OWED);
     }

@@ -5,6 +5,14 @@
 //! before bind for `--workers`. A unix socket file is removed at start only
 //! if nobody answers on it (a stale file from a crash), and removed at exit
 //! only if it is still the file we created.
+//!
+//! A TCP listener echod binds has TCP_NODELAY set before listen(2): the
+//! sockets it accepts inherit it (Linux copies the listener's TCP options
+//! into each child socket; so do the BSDs), which saves the setsockopt(2)
+//! every accepted connection otherwise costs (one syscall in seven under
+//! connection churn). A listener handed over by a service manager may have
+//! queued connections before echod could set anything, so its sockets still
+//! get TCP_NODELAY one by one ([`Listener::passes_nodelay`]).
 
 use std::fmt;
 use std::io;
@@ -96,6 +104,11 @@ fn inet_socket(addr: SocketAddr, udp: bool, reuse_port: bool) -> Result<Socket, 
         socket
             .set_reuse_address(true)
             .map_err(io_err(&ep, "set SO_REUSEADDR on"))?;
+        // Before listen(2), so that every connection accepted from it
+        // inherits it ([`Listener::passes_nodelay`]).
+        socket
+            .set_nodelay(true)
+            .map_err(io_err(&ep, "set TCP_NODELAY on"))?;
     }
     if reuse_port {
         socket
@@ -145,6 +158,11 @@ pub fn probe_inet(addr: SocketAddr, udp: bool) -> Result<SocketAddr, BindError> 
 /// A bound TCP or unix listening socket.
 #[derive(Debug)]
 pub enum Listener {
+    /// A TCP listener echod bound itself ([`Listener::bind_tcp`]), with
+    /// TCP_NODELAY set before listen(2): every socket it accepts has it.
+    TcpNoDelay(TcpListener),
+    /// A TCP listener from elsewhere (socket activation): what it accepts
+    /// needs TCP_NODELAY set per socket.
     Tcp(TcpListener),
     Unix(UnixListener, PathBuf),
 }
@@ -153,7 +171,7 @@ impl Listener {
     /// Binds a TCP listener; `reuse_port` for multi-worker setups.
     pub fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> Result<Listener, BindError> {
         let socket = inet_socket(addr, false, reuse_port)?;
-        Ok(Listener::Tcp(TcpListener::from_std(socket.into())))
+        Ok(Listener::TcpNoDelay(TcpListener::from_std(socket.into())))
     }
 
     /// Binds a unix listener at `path`, replacing a stale socket file that
@@ -190,7 +208,7 @@ impl Listener {
     /// SO_REUSEPORT; extra workers share the one queue).
     pub fn try_clone_unix(&self) -> io::Result<Option<Listener>> {
         match self {
-            Listener::Tcp(_) => Ok(None),
+            Listener::Tcp(_) | Listener::TcpNoDelay(_) => Ok(None),
             Listener::Unix(l, path) => {
                 let fd = dup_listener(l)?;
                 Ok(Some(Listener::Unix(
@@ -204,15 +222,23 @@ impl Listener {
     /// A TCP listener's address, port 0 resolved.
     pub fn local_inet(&self) -> io::Result<SocketAddr> {
         match self {
-            Listener::Tcp(l) => l.local_addr(),
+            Listener::Tcp(l) | Listener::TcpNoDelay(l) => l.local_addr(),
             Listener::Unix(..) => Err(io::Error::other("a unix listener has no inet address")),
         }
+    }
+
+    /// Whether the sockets this listener accepts already have TCP_NODELAY
+    /// (or, on a unix socket, need nothing): if not, the caller sets it on
+    /// each connection it keeps ([`Stream::set_nodelay`]).
+    #[inline]
+    pub fn passes_nodelay(&self) -> bool {
+        !matches!(self, Listener::Tcp(_))
     }
 
     /// Accepts one connection (non-blocking); WouldBlock when none is pending.
     pub fn accept(&self) -> io::Result<(Stream, Peer)> {
         match self {
-            Listener::Tcp(l) => {
+            Listener::Tcp(l) | Listener::TcpNoDelay(l) => {
                 let (s, addr) = l.accept()?;
                 Ok((Stream::Tcp(s), Peer::Inet(addr)))
             }
@@ -227,7 +253,7 @@ impl Listener {
     pub fn socket_inode(&self) -> Option<u64> {
         match self {
             Listener::Unix(_, path) => std::fs::metadata(path).ok().map(|m| m.ino()),
-            Listener::Tcp(_) => None,
+            Listener::Tcp(_) | Listener::TcpNoDelay(_) => None,
         }
     }
 }
@@ -241,19 +267,19 @@ fn dup_listener(l: &UnixListener) -> io::Result<std::os::unix::net::UnixListener
 impl Source for Listener {
     fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
         match self {
-            Listener::Tcp(l) => l.register(r, t, i),
+            Listener::Tcp(l) | Listener::TcpNoDelay(l) => l.register(r, t, i),
             Listener::Unix(l, _) => l.register(r, t, i),
         }
     }
     fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
         match self {
-            Listener::Tcp(l) => l.reregister(r, t, i),
+            Listener::Tcp(l) | Listener::TcpNoDelay(l) => l.reregister(r, t, i),
             Listener::Unix(l, _) => l.reregister(r, t, i),
         }
     }
     fn deregister(&mut self, r: &Registry) -> io::Result<()> {
         match self {
-            Listener::Tcp(l) => l.deregister(r),
+            Listener::Tcp(l) | Listener::TcpNoDelay(l) => l.deregister(r),
             Listener::Unix(l, _) => l.deregister(r),
         }
     }
@@ -268,3 +294,43 @@ pub fn bind_udp(addr: SocketAddr, reuse_port: bool) -> Result<UdpSocket, BindErr
 /// An accepted connection: TCP or unix, the same to everything above it.
 pub type Stream = echod_common::stream::MioStream;
 pub use crate::connection::Peer;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// The kernel passes the listener's TCP_NODELAY on to what it accepts,
+    /// which is what lets `admit` skip the setsockopt per connection: if a
+    /// platform stops doing so, this fails (and echoes would wait on Nagle).
+    #[test]
+    fn accepted_sockets_inherit_tcp_nodelay() {
+        let listener = Listener::bind_tcp("127.0.0.1:0".parse().expect("addr"), false)
+            .expect("bind a TCP listener");
+        assert!(listener.passes_nodelay());
+        let addr = listener.local_inet().expect("its address");
+        let _client = std::net::TcpStream::connect(addr).expect("connect");
+        let give_up = Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            match listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < give_up => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        let Stream::Tcp(tcp) = stream else {
+            panic!("a TCP listener accepted a unix stream");
+        };
+        assert!(tcp.nodelay().expect("read TCP_NODELAY"));
+    }
+
+    /// A listener from elsewhere makes no promise.
+    #[test]
+    fn an_inherited_tcp_listener_asks_for_nodelay_per_socket() {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let listener = Listener::Tcp(TcpListener::from_std(std_listener));
+        assert!(!listener.passes_nodelay());
+    }
+}

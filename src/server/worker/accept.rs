@@ -37,8 +37,9 @@ impl Worker {
             let Some(Entry::Listener(listener)) = self.entries.get(key) else {
                 return;
             };
+            let has_nodelay = listener.passes_nodelay();
             match listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer),
+                Ok((stream, peer)) => self.admit(stream, peer, has_nodelay),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if crate::sys::is_transient_accept_error(&e) => {
                     self.shared.stats.accept_errors += 1;
@@ -131,7 +132,11 @@ impl Worker {
     }
 
     /// Registers an accepted stream, or sheds it when this worker is full.
-    fn admit(&mut self, mut stream: Stream, peer: Peer) {
+    /// `has_nodelay`: the listener passed TCP_NODELAY on to the stream
+    /// ([`Listener::passes_nodelay`]); otherwise it is set here.
+    ///
+    /// [`Listener::passes_nodelay`]: crate::server::listener::Listener::passes_nodelay
+    fn admit(&mut self, mut stream: Stream, peer: Peer, has_nodelay: bool) {
         if self.connections() >= self.config.max_connections {
             self.shared.stats.rejected_max_connections += 1;
             if let Some(n) = self.reject_log.allow_counting(self.shared.clock.now()) {
@@ -160,7 +165,9 @@ impl Worker {
             debug!("close {peer} ({})", CloseReason::ProxyUntrusted);
             return; // dropping the stream closes it
         }
-        let _ = stream.set_nodelay();
+        if !has_nodelay {
+            let _ = stream.set_nodelay();
+        }
         let entry = self.entries.vacant_entry();
         let key = entry.key();
         if let Err(e) = self.poll.registry().register(
