@@ -18,7 +18,7 @@
 
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
@@ -26,7 +26,7 @@ use log::{debug, warn};
 pub mod queue;
 pub mod state;
 
-use crate::clock::TurnClock;
+use crate::clock::{Tick, TurnClock};
 use crate::config::Mode;
 use crate::shared::Shared;
 use crate::stats::{CloseReason, Stats};
@@ -69,6 +69,86 @@ impl fmt::Display for Peer {
             Peer::Inet(addr) => write!(f, "{addr}"),
             Peer::Unix => f.write_str("unix peer"),
         }
+    }
+}
+
+/// A [`Peer`] as a connection keeps it: 28 bytes where `Peer` takes 32
+/// (`SocketAddr` pads an IPv4 address to IPv6's 28 bytes and adds a
+/// 4-byte tag; here the family takes one byte of the padding), which is
+/// what brings the connection from 88 to 80 bytes. Lossless: address,
+/// port, IPv6 flow label and scope id all come back ([`PeerAddr::peer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PeerAddr {
+    /// IPv6's 16 bytes, or IPv4's 4 followed by zeros.
+    ip: [u8; 16],
+    /// IPv6 only (zero otherwise).
+    flowinfo: u32,
+    /// IPv6 only (zero otherwise).
+    scope_id: u32,
+    /// Zero for a unix peer.
+    port: u16,
+    family: Family,
+}
+
+/// Which kind of address a [`PeerAddr`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Family {
+    V4,
+    V6,
+    Unix,
+}
+
+impl PeerAddr {
+    fn new(peer: Peer) -> PeerAddr {
+        let (ip, flowinfo, scope_id, port, family) = match peer {
+            Peer::Inet(SocketAddr::V4(a)) => {
+                let mut ip = [0; 16];
+                ip[..4].copy_from_slice(&a.ip().octets());
+                (ip, 0, 0, a.port(), Family::V4)
+            }
+            Peer::Inet(SocketAddr::V6(a)) => (
+                a.ip().octets(),
+                a.flowinfo(),
+                a.scope_id(),
+                a.port(),
+                Family::V6,
+            ),
+            Peer::Unix => ([0; 16], 0, 0, 0, Family::Unix),
+        };
+        PeerAddr {
+            ip,
+            flowinfo,
+            scope_id,
+            port,
+            family,
+        }
+    }
+
+    /// The peer it was made from.
+    fn peer(self) -> Peer {
+        match self.family {
+            Family::V4 => {
+                let [a, b, c, d, ..] = self.ip;
+                Peer::Inet(SocketAddr::V4(SocketAddrV4::new(
+                    Ipv4Addr::new(a, b, c, d),
+                    self.port,
+                )))
+            }
+            Family::V6 => Peer::Inet(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(self.ip),
+                self.port,
+                self.flowinfo,
+                self.scope_id,
+            ))),
+            Family::Unix => Peer::Unix,
+        }
+    }
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.peer().fmt(f)
     }
 }
 
@@ -213,22 +293,29 @@ enum Decoder {
     Sockperf(sockperf::StreamDecoder),
 }
 
-/// A connection's whole state. Small on purpose: an idle one costs this
-/// struct plus its slab slot, and no buffer (see docs/ARCHITECTURE.md).
+/// A connection's whole state. Small on purpose: an idle plain-echo
+/// connection costs this struct in its slab slot (80 bytes on x86-64:
+/// stream 8, peer 28, phase 12, last activity 4, flags 1, three pointers
+/// 24, padding 3), no buffer and no heap allocation. What only some
+/// connections need is behind a pointer, allocated when first needed: the
+/// queue's ring (first bytes queued), the decoder (framed and sockperf
+/// modes, at accept), the PROXY header parser (while awaiting it). Times
+/// are [`Tick`]s, 4 bytes each. A test keeps the size from growing back.
 #[derive(Debug)]
 pub struct Connection {
     stream: Stream,
-    peer: Peer,
+    peer: PeerAddr,
     queue: OutQueue,
     phase: Phase,
-    /// Framed or sockperf mode's decoder; `None` in echo mode.
-    decoder: Option<Decoder>,
+    /// Framed or sockperf mode's decoder; `None` in echo mode (boxed: 8
+    /// bytes here; only those modes pay for its 56 or 64).
+    decoder: Option<Box<Decoder>>,
     /// `--proxy-protocol`: the header parser, while the header is awaited
     /// (boxed: 8 bytes here, its ~150 only while awaiting).
     proxy: Option<Box<ProxyParser>>,
     /// Last moment a byte moved either way; kept only with `--idle-timeout`
     /// (otherwise the moment of accept, never read).
-    last_active: Instant,
+    last_active: Tick,
     flags: Flags,
 }
 
@@ -244,8 +331,8 @@ impl Connection {
         mode: Mode,
         once: bool,
         max_frame: u64,
-        now: Instant,
-        proxy_until: Option<Instant>,
+        now: Tick,
+        proxy_until: Option<Tick>,
     ) -> Self {
         let mut flags = Flags(Flags::WRITABLE);
         flags.assign(Flags::NOT_PLAIN_ECHO, mode != Mode::Echo || once);
@@ -256,13 +343,15 @@ impl Connection {
         flags.assign(Flags::ENDING, phase != Phase::Open);
         Connection {
             stream,
-            peer,
+            peer: PeerAddr::new(peer),
             queue: OutQueue::new(),
             phase,
             decoder: match mode {
                 Mode::Echo => None,
-                Mode::Framed => Some(Decoder::Frames(FrameDecoder::new(max_frame))),
-                Mode::Sockperf => Some(Decoder::Sockperf(sockperf::StreamDecoder::new(max_frame))),
+                Mode::Framed => Some(Box::new(Decoder::Frames(FrameDecoder::new(max_frame)))),
+                Mode::Sockperf => Some(Box::new(Decoder::Sockperf(sockperf::StreamDecoder::new(
+                    max_frame,
+                )))),
             },
             proxy: proxy_until.map(|_| Box::new(ProxyParser::new())),
             last_active: now,
@@ -272,7 +361,7 @@ impl Connection {
 
     /// Who is on the other end.
     pub fn peer(&self) -> Peer {
-        self.peer
+        self.peer.peer()
     }
 
     /// The current phase.
@@ -308,7 +397,7 @@ impl Connection {
     }
 
     /// When the last byte moved either way.
-    pub fn last_active(&self) -> Instant {
+    pub fn last_active(&self) -> Tick {
         self.last_active
     }
 
@@ -359,8 +448,15 @@ impl Connection {
     /// bring `until` closer; the drain keeps the reason it began with (a
     /// connection draining after a bad frame is still counted as one when
     /// a shutdown shortens its deadline). On a closed connection it does
-    /// nothing.
+    /// nothing. `until` is kept as a [`Tick`] (to the millisecond); the
+    /// callers' deadlines are at most `--shutdown-timeout` (<= 86,400 s)
+    /// away, well within the ticks' exact range.
     pub fn begin_draining(&mut self, reason: CloseReason, until: Instant) {
+        self.drain_by(reason, Tick::of(until));
+    }
+
+    /// [`Connection::begin_draining`] with the deadline as a tick.
+    fn drain_by(&mut self, reason: CloseReason, until: Tick) {
         self.apply(Event::BeginDraining { reason, until });
     }
 
@@ -368,7 +464,7 @@ impl Connection {
     /// deadline, its quiet spell or its drain deadline has passed (the
     /// latter as [`Connection::close_at_deadline`] does). Returns whether
     /// it is now closed.
-    pub fn drain_expired(&mut self, now: Instant) -> bool {
+    pub fn drain_expired(&mut self, now: Tick) -> bool {
         self.apply(Event::Tick { now }) == Action::Close
     }
 
@@ -506,7 +602,7 @@ impl Connection {
             // not become a reset that wipes the last echoes.
             let sent = match self.stream.shutdown_write() {
                 Ok(()) => Event::FinSent {
-                    now: shared.clock.now(),
+                    now: shared.clock.tick(),
                 },
                 Err(_) => Event::FinFailed,
             };
@@ -556,7 +652,7 @@ impl Connection {
             Io::Progress(n) => {
                 stats.bytes_in += n as u64;
                 if let Some(clock) = activity {
-                    self.last_active = clock.now();
+                    self.last_active = clock.tick();
                 }
                 if n < buf.len() && !self.flags.has(Flags::READ_CLOSED) {
                     // Short read: the socket is drained; edge-triggered epoll
@@ -579,7 +675,7 @@ impl Connection {
     #[cold]
     fn on_eof(&mut self) {
         if self.phase == Phase::Open {
-            if let Some(d) = &self.decoder {
+            if let Some(d) = self.decoder.as_deref() {
                 let at_boundary = match d {
                     Decoder::Frames(d) => d.at_boundary(),
                     Decoder::Sockperf(d) => d.at_boundary(),
@@ -601,7 +697,7 @@ impl Connection {
                 // Input after our FIN is discarded, and the quiet spell
                 // starts over.
                 self.apply(Event::Input {
-                    now: shared.clock.now(),
+                    now: shared.clock.tick(),
                 });
                 return Ok(());
             }
@@ -609,12 +705,12 @@ impl Connection {
             Phase::PeerClosed | Phase::Flushing { .. } | Phase::Closed(_) => return Ok(()),
         }
         let once = shared.once;
-        match self.decoder.as_mut() {
+        match self.decoder.as_deref_mut() {
             None => {
                 self.send([input], shared)?;
                 if once {
-                    let until = shared.clock.now() + DRAIN_LINGER;
-                    self.begin_draining(CloseReason::Once, until);
+                    let until = shared.clock.tick().after(DRAIN_LINGER);
+                    self.drain_by(CloseReason::Once, until);
                 }
             }
             Some(Decoder::Sockperf(_)) => self.answer_sockperf(input, shared)?,
@@ -625,14 +721,14 @@ impl Connection {
                 shared.stats.frames += decoded.frames;
                 let released = &input[..decoded.released];
                 self.send([decoded.carried.as_slice(), released], shared)?;
-                let until = shared.clock.now() + DRAIN_LINGER;
+                let until = shared.clock.tick().after(DRAIN_LINGER);
                 if let Some(err) = decoded.error {
                     if shared.bad_frame_log.allow(shared.clock.now()) {
                         warn!("{}: closing: {err}", self.peer);
                     }
-                    self.begin_draining(CloseReason::BadFrame, until);
+                    self.drain_by(CloseReason::BadFrame, until);
                 } else if once && frames_done >= 1 {
-                    self.begin_draining(CloseReason::Once, until);
+                    self.drain_by(CloseReason::Once, until);
                 }
             }
         }
@@ -645,7 +741,7 @@ impl Connection {
     /// connection after what came before it, as a bad frame does.
     fn answer_sockperf(&mut self, mut input: &[u8], shared: &mut Shared) -> io::Result<()> {
         loop {
-            let Some(Decoder::Sockperf(decoder)) = self.decoder.as_mut() else {
+            let Some(Decoder::Sockperf(decoder)) = self.decoder.as_deref_mut() else {
                 return Ok(());
             };
             let before = decoder.messages();
@@ -662,8 +758,8 @@ impl Connection {
                     if shared.bad_frame_log.allow(shared.clock.now()) {
                         warn!("{}: closing: {err}", self.peer);
                     }
-                    let until = shared.clock.now() + DRAIN_LINGER;
-                    self.begin_draining(CloseReason::BadFrame, until);
+                    let until = shared.clock.tick().after(DRAIN_LINGER);
+                    self.drain_by(CloseReason::BadFrame, until);
                     return Ok(());
                 }
             }
@@ -700,16 +796,16 @@ impl Connection {
                 let client = match source {
                     Some(Source::Inet(addr)) => Peer::Inet(addr),
                     Some(Source::Unix) => Peer::Unix,
-                    None => self.peer,
+                    None => self.peer.peer(),
                 };
                 debug!("open {client} (PROXY header)");
-                self.peer = client;
+                self.peer = PeerAddr::new(client);
                 self.apply(Event::ProxyAccepted);
                 if let Some(banner) = shared.banner_after_proxy.clone() {
                     self.send([&banner[..]], shared)?;
                     if shared.once {
-                        let until = shared.clock.now() + DRAIN_LINGER;
-                        self.begin_draining(CloseReason::Once, until);
+                        let until = shared.clock.tick().after(DRAIN_LINGER);
+                        self.drain_by(CloseReason::Once, until);
                         return Ok(());
                     }
                 }
@@ -847,13 +943,13 @@ impl Connection {
             };
             shared.stats.bytes_out += n as u64;
             if shared.track_idle {
-                self.last_active = shared.clock.now();
+                self.last_active = shared.clock.tick();
             }
             if self.is_draining() {
                 // Only a drain needs the time: no clock read otherwise.
                 self.apply(Event::Progress {
-                    now: shared.clock.now(),
-                    cap: shared.shutdown_deadline,
+                    now: shared.clock.tick(),
+                    cap: shared.shutdown_deadline.map(Tick::of),
                 });
             }
             if !all {
@@ -902,9 +998,15 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// Where the tests' clock starts: 1 s before the tick count wraps, so
+    /// their deadlines fall on the other side of the wrap.
+    fn start() -> Tick {
+        Tick::from_millis(u32::MAX - 1000)
+    }
+
     /// A connection over one end of a unix socket pair (the other end is
     /// returned so it stays open); no poll, no I/O.
-    fn connection(now: Instant) -> (Connection, mio::net::UnixStream) {
+    fn connection(now: Tick) -> (Connection, mio::net::UnixStream) {
         let (ours, theirs) = mio::net::UnixStream::pair().expect("socketpair");
         let conn = Connection::new(
             Stream::Unix(ours),
@@ -919,7 +1021,7 @@ mod tests {
     }
 
     /// The reason and deadline of a connection still flushing.
-    fn drain_of(conn: &Connection) -> (CloseReason, Instant) {
+    fn drain_of(conn: &Connection) -> (CloseReason, Tick) {
         match conn.phase() {
             Phase::Flushing { reason, until, .. } => (reason, until),
             other => panic!("not flushing: {other:?}"),
@@ -927,7 +1029,7 @@ mod tests {
     }
 
     /// A write of queued bytes made progress at `now`.
-    fn note_progress(conn: &mut Connection, now: Instant, cap: Option<Instant>) {
+    fn note_progress(conn: &mut Connection, now: Tick, cap: Option<Tick>) {
         conn.apply(Event::Progress { now, cap });
     }
 
@@ -936,25 +1038,25 @@ mod tests {
     /// `shutdown` (or `drain_timeout`) when SIGTERM came while they drained.
     #[test]
     fn a_shutdown_shortens_a_drain_but_keeps_its_reason() {
-        let t0 = Instant::now();
+        let t0 = start();
         for reason in [
             CloseReason::BadFrame,
             CloseReason::Once,
             CloseReason::IdleTimeout,
         ] {
             let (mut conn, _peer) = connection(t0);
-            conn.begin_draining(reason, t0 + DRAIN_LINGER);
-            let deadline = t0 + Duration::from_millis(500);
-            conn.begin_draining(CloseReason::Shutdown, deadline);
+            conn.drain_by(reason, t0.after(DRAIN_LINGER));
+            let deadline = t0.after(Duration::from_millis(500));
+            conn.drain_by(CloseReason::Shutdown, deadline);
             let drain = drain_of(&conn);
             assert_eq!(drain.0, reason);
             assert_eq!(drain.1, deadline, "{reason}: deadline not brought closer");
 
             // A later, farther deadline changes nothing.
-            conn.begin_draining(CloseReason::Shutdown, t0 + Duration::from_secs(60));
+            conn.drain_by(CloseReason::Shutdown, t0.after(Duration::from_secs(60)));
             assert_eq!(drain_of(&conn), drain, "{reason}");
 
-            assert!(!conn.drain_expired(deadline - Duration::from_millis(1)));
+            assert!(!conn.drain_expired(t0.after(Duration::from_millis(499))));
             assert!(conn.drain_expired(deadline));
             assert_eq!(
                 conn.phase(),
@@ -969,14 +1071,14 @@ mod tests {
     /// the same way, whatever began it.
     #[test]
     fn both_ways_a_drain_runs_out_of_time_count_the_same() {
-        let t0 = Instant::now();
-        let deadline = t0 + Duration::from_secs(1);
+        let t0 = start();
+        let deadline = t0.after(Duration::from_secs(1));
         for reason in CloseReason::ALL {
             let (mut swept, _a) = connection(t0);
             let (mut cut, _b) = connection(t0);
             for conn in [&mut swept, &mut cut] {
-                conn.begin_draining(reason, deadline + Duration::from_secs(1));
-                conn.begin_draining(CloseReason::Shutdown, deadline);
+                conn.drain_by(reason, deadline.after(Duration::from_secs(1)));
+                conn.drain_by(CloseReason::Shutdown, deadline);
             }
             assert!(swept.drain_expired(deadline));
             cut.close_at_deadline();
@@ -994,37 +1096,49 @@ mod tests {
 
     #[test]
     fn progress_earns_time_but_never_past_the_shutdown_deadline() {
-        let t0 = Instant::now();
+        let t0 = start();
         let (mut conn, _peer) = connection(t0);
-        conn.begin_draining(CloseReason::BadFrame, t0 + DRAIN_LINGER);
+        conn.drain_by(CloseReason::BadFrame, t0.after(DRAIN_LINGER));
 
         // Before shutdown: each write that makes progress earns DRAIN_LINGER.
-        let t1 = t0 + Duration::from_secs(1);
+        let t1 = t0.after(Duration::from_secs(1));
         note_progress(&mut conn, t1, None);
-        assert_eq!(drain_of(&conn).1, t1 + DRAIN_LINGER);
+        assert_eq!(drain_of(&conn).1, t1.after(DRAIN_LINGER));
 
         // Shutdown with a deadline beyond the drain's: nothing shortens...
-        let deadline = t1 + Duration::from_secs(3);
-        conn.begin_draining(CloseReason::Shutdown, deadline);
-        assert_eq!(drain_of(&conn).1, t1 + DRAIN_LINGER);
+        let deadline = t1.after(Duration::from_secs(3));
+        conn.drain_by(CloseReason::Shutdown, deadline);
+        assert_eq!(drain_of(&conn).1, t1.after(DRAIN_LINGER));
         // ...but progress now earns time only up to the deadline.
-        let t2 = t1 + Duration::from_secs(2);
+        let t2 = t1.after(Duration::from_secs(2));
         note_progress(&mut conn, t2, Some(deadline));
         assert_eq!(drain_of(&conn).1, deadline);
-        note_progress(&mut conn, t2 + Duration::from_millis(500), Some(deadline));
+        note_progress(
+            &mut conn,
+            t2.after(Duration::from_millis(500)),
+            Some(deadline),
+        );
         assert_eq!(drain_of(&conn), (CloseReason::BadFrame, deadline));
     }
 
     #[test]
     fn a_drain_begun_by_shutdown_keeps_the_shutdown_deadline() {
-        let t0 = Instant::now();
+        let t0 = start();
         let (mut conn, _peer) = connection(t0);
-        let deadline = t0 + Duration::from_secs(5);
-        conn.begin_draining(CloseReason::Shutdown, deadline);
+        let deadline = t0.after(Duration::from_secs(5));
+        conn.drain_by(CloseReason::Shutdown, deadline);
         assert_eq!(drain_of(&conn).0, CloseReason::Shutdown);
-        note_progress(&mut conn, t0 + Duration::from_millis(100), Some(deadline));
+        note_progress(
+            &mut conn,
+            t0.after(Duration::from_millis(100)),
+            Some(deadline),
+        );
         assert_eq!(drain_of(&conn).1, deadline, "lost time");
-        note_progress(&mut conn, t0 + Duration::from_millis(4900), Some(deadline));
+        note_progress(
+            &mut conn,
+            t0.after(Duration::from_millis(4900)),
+            Some(deadline),
+        );
         assert_eq!(drain_of(&conn).1, deadline, "went past the deadline");
     }
 
@@ -1061,7 +1175,7 @@ mod tests {
     /// left as soon as any of its conditions goes.
     #[test]
     fn the_steady_echo_is_one_flag_state() {
-        let t0 = Instant::now();
+        let t0 = start();
         let steady = |mode, once| {
             let (ours, _theirs) = mio::net::UnixStream::pair().expect("socketpair");
             let mut conn = Connection::new(Stream::Unix(ours), Peer::Unix, mode, once, 0, t0, None);
@@ -1075,7 +1189,7 @@ mod tests {
         // Awaiting a PROXY header is not the steady echo: every read goes
         // to the parser.
         let (ours, _theirs) = mio::net::UnixStream::pair().expect("socketpair");
-        let until = Some(t0 + PROXY_HEADER_TIMEOUT);
+        let until = Some(t0.after(PROXY_HEADER_TIMEOUT));
         let mut awaiting = Connection::new(
             Stream::Unix(ours),
             Peer::Unix,
@@ -1104,7 +1218,58 @@ mod tests {
             assert!(!flags.is_steady(Flags::STEADY), "{bit:#b}");
         }
         assert!(conn.flags.is_steady(Flags::STEADY));
-        conn.begin_draining(CloseReason::Shutdown, t0 + DRAIN_LINGER);
+        conn.drain_by(CloseReason::Shutdown, t0.after(DRAIN_LINGER));
         assert!(!conn.flags.is_steady(Flags::STEADY), "no longer open");
+    }
+
+    /// An idle connection costs its slab slot and nothing else: this size.
+    /// 80 bytes on x86-64 (see [`Connection`]); 96 in debug builds, where
+    /// mio's sockets carry a selector id of their own (16 more bytes).
+    #[test]
+    fn an_idle_connection_stays_small() {
+        use std::mem::size_of;
+        let stream_extra = size_of::<Stream>() - 8;
+        assert!(
+            size_of::<Connection>() <= 80 + stream_extra,
+            "Connection grew to {} bytes (stream {})",
+            size_of::<Connection>(),
+            size_of::<Stream>()
+        );
+        assert_eq!(size_of::<PeerAddr>(), 28);
+        assert_eq!(size_of::<Phase>(), 12);
+        assert_eq!(size_of::<Tick>(), 4);
+
+        // Plain echo allocates nothing at accept: no ring, no decoder, no parser.
+        let (conn, _peer) = connection(start());
+        assert!(conn.decoder.is_none() && conn.proxy.is_none());
+        assert!(conn.queue.is_empty());
+    }
+
+    /// The compact peer gives back exactly the address it was given.
+    #[test]
+    fn a_peer_comes_back_whole() {
+        let peers = [
+            Peer::Unix,
+            Peer::Inet("192.0.2.7:40000".parse().expect("v4")),
+            Peer::Inet("0.0.0.0:0".parse().expect("v4")),
+            Peer::Inet("[2001:db8::1]:443".parse().expect("v6")),
+            Peer::Inet("[::ffff:192.0.2.7]:9".parse().expect("v4-mapped v6")),
+            Peer::Inet(SocketAddr::V6(SocketAddrV6::new(
+                "fe80::1".parse().expect("link-local"),
+                65535,
+                0xabcde,
+                3,
+            ))),
+        ];
+        for peer in peers {
+            let kept = PeerAddr::new(peer);
+            assert_eq!(kept.peer(), peer);
+            assert_eq!(kept.to_string(), peer.to_string());
+        }
+        assert_eq!(
+            PeerAddr::new(peers[5]).to_string(),
+            "[fe80::1%3]:65535",
+            "scope id kept"
+        );
     }
 }

@@ -3,10 +3,11 @@
 //! Bytes are copied into fixed-size chunks borrowed from a per-loop
 //! [`ChunkPool`], so steady state allocates nothing: a chunk drained by a write
 //! goes back to the pool and the next connection that queues reuses it. An
-//! empty queue owns no chunk, so an idle connection costs only the
-//! `VecDeque` header. Draining uses one vectored write over up to
-//! [`MAX_IOVECS`] chunks. The queue is pure: it never touches a socket itself,
-//! only a `Write` it is handed.
+//! empty queue owns no chunk, and a queue that never held a byte is one
+//! null pointer ([`OutQueue`]), so an idle connection pays 8 bytes for it.
+//! Draining uses one vectored write over up to [`MAX_IOVECS`] chunks. The
+//! queue is pure: it never touches a socket itself, only a `Write` it is
+//! handed.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -169,17 +170,28 @@ struct Chunk {
     end: usize,
 }
 
-/// Bytes owed to one peer, in order.
+/// Bytes owed to one peer, in order: one pointer while nothing was ever
+/// queued, so an idle connection carries 8 bytes for its queue, not a
+/// 32-byte `VecDeque` and a length.
 ///
-/// The ring of chunk handles keeps its capacity once grown (at most about
+/// The ring is allocated the first time bytes are queued and kept for the
+/// connection's life (most connections never queue; one that did is
+/// likely to again, and must not allocate each time). The ring of chunk
+/// handles keeps its capacity once grown too (at most about
 /// `(queue limit + one read) / CHUNK_SIZE` entries of 24 bytes), so a
 /// connection that fills and drains its queue again and again does not
-/// allocate each time.
-///
-/// Invariant: `len` equals the sum of `end - start` over the chunks, and no
-/// chunk in the queue is empty.
+/// allocate.
 #[derive(Debug, Default)]
 pub struct OutQueue {
+    ring: Option<Box<Ring>>,
+}
+
+/// The queue proper, behind [`OutQueue`]'s pointer.
+///
+/// Invariant: `len` equals the sum of `end - start` over the chunks, and no
+/// chunk in the ring is empty.
+#[derive(Debug, Default)]
+struct Ring {
     chunks: VecDeque<Chunk>,
     len: usize,
 }
@@ -187,24 +199,57 @@ pub struct OutQueue {
 impl OutQueue {
     /// An empty queue; allocates nothing.
     pub const fn new() -> Self {
-        OutQueue {
-            chunks: VecDeque::new(),
-            len: 0,
-        }
+        OutQueue { ring: None }
     }
 
     /// Bytes queued.
+    #[inline]
     pub fn len(&self) -> usize {
-        self.len
+        match &self.ring {
+            Some(ring) => ring.len,
+            None => 0,
+        }
     }
 
     /// Whether nothing is owed.
+    #[inline]
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
-    /// Appends `data`, filling the last chunk before taking new ones.
-    pub fn push(&mut self, mut data: &[u8], pool: &mut ChunkPool) {
+    /// Appends `data`, filling the last chunk before taking new ones. The
+    /// first bytes ever queued allocate the ring.
+    pub fn push(&mut self, data: &[u8], pool: &mut ChunkPool) {
+        if data.is_empty() {
+            return;
+        }
+        self.ring.get_or_insert_with(Box::default).push(data, pool);
+    }
+
+    /// One write (vectored over up to [`MAX_IOVECS`] chunks) of the queued
+    /// bytes. Returns what `out` took and whether it took all it was offered
+    /// (when not, the socket buffer is full). Written chunks go back to `pool`.
+    pub fn write_to<W: Write + ?Sized>(
+        &mut self,
+        out: &mut W,
+        pool: &mut ChunkPool,
+    ) -> io::Result<(usize, bool)> {
+        match &mut self.ring {
+            Some(ring) => ring.write_to(out, pool),
+            None => Ok((0, true)),
+        }
+    }
+
+    /// Drops everything queued (the peer is gone), returning chunks to `pool`.
+    pub fn clear(&mut self, pool: &mut ChunkPool) {
+        if let Some(ring) = &mut self.ring {
+            ring.clear(pool);
+        }
+    }
+}
+
+impl Ring {
+    fn push(&mut self, mut data: &[u8], pool: &mut ChunkPool) {
         self.len += data.len();
         if let Some(last) = self.chunks.back_mut() {
             let room = last.buf.len() - last.end;
@@ -226,10 +271,7 @@ impl OutQueue {
         }
     }
 
-    /// One write (vectored over up to [`MAX_IOVECS`] chunks) of the queued
-    /// bytes. Returns what `out` took and whether it took all it was offered
-    /// (when not, the socket buffer is full). Written chunks go back to `pool`.
-    pub fn write_to<W: Write + ?Sized>(
+    fn write_to<W: Write + ?Sized>(
         &mut self,
         out: &mut W,
         pool: &mut ChunkPool,
@@ -256,8 +298,7 @@ impl OutQueue {
         Ok((written, written >= offered))
     }
 
-    /// Drops everything queued (the peer is gone), returning chunks to `pool`.
-    pub fn clear(&mut self, pool: &mut ChunkPool) {
+    fn clear(&mut self, pool: &mut ChunkPool) {
         for chunk in self.chunks.drain(..) {
             pool.give_back(chunk.buf);
         }
@@ -351,6 +392,23 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// A queue that never held a byte is one pointer and owns nothing.
+    #[test]
+    fn a_queue_is_one_pointer_until_bytes_are_queued() {
+        assert_eq!(
+            std::mem::size_of::<OutQueue>(),
+            std::mem::size_of::<usize>()
+        );
+        let mut pool = pool(4);
+        let mut q = OutQueue::new();
+        q.push(b"", &mut pool);
+        assert!(q.ring.is_none(), "nothing queued, nothing allocated");
+        q.push(b"x", &mut pool);
+        q.clear(&mut pool);
+        assert!(q.ring.is_some(), "kept once allocated");
+        assert!(q.is_empty());
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //!
 //! Nothing here touches a socket or reads a clock: an event that needs the
 //! time carries it (`now`), read by the caller from the turn's clock only
-//! when that event happens, so the steady echo never pays for it. The
+//! when that event happens, so the steady echo never pays for it. Times
+//! are [`Tick`]s (milliseconds, wrapping): compared with `reached`,
+//! `earlier` and `later`, which stay right across the tick count's wrap. The
 //! transitions are tested as a table at the bottom of this file.
 //!
 //! ```text
@@ -37,8 +39,9 @@
 //!   BeginDraining on Flushing or Lingering only brings `until` closer.
 //! ```
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::clock::Tick;
 use crate::stats::CloseReason;
 
 /// How long a connection we are ending may go without progress (no byte
@@ -58,8 +61,9 @@ pub const LINGER_MAX: Duration = Duration::from_secs(2);
 /// Where a connection is in its life. Only `Connection::set_phase` changes
 /// it, and only to what [`Phase::on`] returns.
 ///
-/// `repr(u8)` gives the phase an explicit tag: without it the tag hides in a
-/// niche of an `Instant`, and every `match` on the hot path decodes it.
+/// `repr(u8)` gives the phase an explicit tag (without it the tag would hide
+/// in a niche of a field, and every `match` on the hot path decode it).
+/// Deadlines are [`Tick`]s, 4 bytes each: the phase is 12 bytes, not 40.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Phase {
@@ -72,7 +76,7 @@ pub enum Phase {
     /// complete, or `until` passes. Declared next to the drains so that
     /// [`Phase::is_timed`] is one range check on the tag, as
     /// [`Phase::is_draining`] is.
-    AwaitingProxy { until: Instant },
+    AwaitingProxy { until: Tick },
     /// We are ending it: flush what is owed, reading and discarding input
     /// (unless the peer's FIN has come), then half-close.
     Flushing {
@@ -84,7 +88,7 @@ pub enum Phase {
         /// [`DRAIN_LINGER`] from then, but never past the shutdown deadline
         /// and never closer. Invariant: once shutdown has begun,
         /// `until <=` the shutdown deadline.
-        until: Instant,
+        until: Tick,
         /// The peer's FIN has been read: close as soon as nothing is owed,
         /// without a FIN of ours.
         peer_eof: bool,
@@ -96,9 +100,9 @@ pub enum Phase {
     Lingering {
         reason: CloseReason,
         /// Hard deadline: at most [`LINGER_MAX`] after our FIN.
-        until: Instant,
+        until: Tick,
         /// Closed once no input arrived until then.
-        quiet_until: Instant,
+        quiet_until: Tick,
     },
     /// Done; removed from the slab after this event batch.
     Closed(CloseReason),
@@ -110,23 +114,23 @@ pub enum Event {
     /// A read returned end of stream: the peer's FIN.
     Eof,
     /// A read brought bytes (echoed while open, discarded while ending).
-    Input { now: Instant },
+    Input { now: Tick },
     /// A write of queued bytes made progress; `cap` is the shutdown deadline,
     /// if shutdown has begun.
-    Progress { now: Instant, cap: Option<Instant> },
+    Progress { now: Tick, cap: Option<Tick> },
     /// Nothing is owed any more (the queue is empty).
     Flushed,
     /// Our FIN went out (the answer to [`Action::SendFin`]).
-    FinSent { now: Instant },
+    FinSent { now: Tick },
     /// Our FIN could not be sent.
     FinFailed,
     /// The drain sweep's timer check.
-    Tick { now: Instant },
+    Tick { now: Tick },
     /// A hard deadline passed (the drain's own or the shutdown's, whichever
     /// the loop noticed first): close, counted as a drain that ran out.
     Deadline,
     /// We start ending the connection for `reason`, by `until` at the latest.
-    BeginDraining { reason: CloseReason, until: Instant },
+    BeginDraining { reason: CloseReason, until: Tick },
     /// A read or write failed.
     Error,
     /// The daemon's memory budget is spent and this connection holds the
@@ -218,7 +222,7 @@ impl Phase {
             (AwaitingProxy { .. }, Event::ProxyRejected | Event::Eof) => {
                 Closed(CloseReason::ProxyHeader)
             }
-            (AwaitingProxy { until }, Event::Tick { now }) if now >= until => {
+            (AwaitingProxy { until }, Event::Tick { now }) if now.reached(until) => {
                 Closed(CloseReason::ProxyTimeout)
             }
 
@@ -233,7 +237,7 @@ impl Phase {
             (Lingering { reason, until, .. }, Event::Input { now }) => Lingering {
                 reason,
                 until,
-                quiet_until: now + LINGER_QUIET,
+                quiet_until: now.after(LINGER_QUIET),
             },
 
             (
@@ -244,10 +248,10 @@ impl Phase {
                 },
                 Event::Progress { now, cap },
             ) => {
-                let earned = now + DRAIN_LINGER;
+                let earned = now.after(DRAIN_LINGER);
                 Flushing {
                     reason,
-                    until: cap.map_or(earned, |cap| earned.min(cap)).max(until),
+                    until: cap.map_or(earned, |cap| earned.earlier(cap)).later(until),
                     peer_eof,
                 }
             }
@@ -274,15 +278,15 @@ impl Phase {
             }
             (Flushing { reason, until, .. }, Event::FinSent { now }) => Lingering {
                 reason,
-                until: until.min(now + LINGER_MAX),
-                quiet_until: now + LINGER_QUIET,
+                until: until.earlier(now.after(LINGER_MAX)),
+                quiet_until: now.after(LINGER_QUIET),
             },
             (Flushing { reason, .. }, Event::FinFailed) => Closed(reason),
 
-            (Flushing { reason, until, .. }, Event::Tick { now }) if now >= until => {
+            (Flushing { reason, until, .. }, Event::Tick { now }) if now.reached(until) => {
                 Closed(reason.at_drain_deadline())
             }
-            (Lingering { reason, until, .. }, Event::Tick { now }) if now >= until => {
+            (Lingering { reason, until, .. }, Event::Tick { now }) if now.reached(until) => {
                 Closed(reason.at_drain_deadline())
             }
             (
@@ -292,7 +296,7 @@ impl Phase {
                     ..
                 },
                 Event::Tick { now },
-            ) if now >= quiet_until => Closed(reason),
+            ) if now.reached(quiet_until) => Closed(reason),
 
             (Open | AwaitingProxy { .. }, Event::BeginDraining { reason, until }) => Flushing {
                 reason,
@@ -327,7 +331,7 @@ impl Phase {
     }
 
     /// A drain's deadline brought to `until` if that is closer; never later.
-    fn with_until_at_most(self, at_most: Instant) -> Phase {
+    fn with_until_at_most(self, at_most: Tick) -> Phase {
         match self {
             Phase::Flushing {
                 reason,
@@ -335,7 +339,7 @@ impl Phase {
                 peer_eof,
             } => Phase::Flushing {
                 reason,
-                until: until.min(at_most),
+                until: until.earlier(at_most),
                 peer_eof,
             },
             Phase::Lingering {
@@ -344,7 +348,7 @@ impl Phase {
                 quiet_until,
             } => Phase::Lingering {
                 reason,
-                until: until.min(at_most),
+                until: until.earlier(at_most),
                 quiet_until,
             },
             other => other,
@@ -367,7 +371,7 @@ mod tests {
         action: Action,
     }
 
-    fn flushing(reason: CloseReason, until: Instant, peer_eof: bool) -> Phase {
+    fn flushing(reason: CloseReason, until: Tick, peer_eof: bool) -> Phase {
         Phase::Flushing {
             reason,
             until,
@@ -375,7 +379,7 @@ mod tests {
         }
     }
 
-    fn lingering(reason: CloseReason, until: Instant, quiet_until: Instant) -> Phase {
+    fn lingering(reason: CloseReason, until: Tick, quiet_until: Tick) -> Phase {
         Phase::Lingering {
             reason,
             until,
@@ -393,11 +397,21 @@ mod tests {
         }
     }
 
-    /// Every transition, as a table run without a socket.
+    /// Where the tables below start their clock: at the epoch, half way
+    /// round, and 1.5 s before the tick count wraps (49.7 days of uptime),
+    /// so their deadlines fall on the other side of the wrap.
+    const STARTS: [u32; 3] = [0, 1 << 31, u32::MAX - 1500];
+
+    /// Every transition, as a table run without a socket, at each start.
     #[test]
     fn transitions() {
-        let t0 = Instant::now();
-        let ms = |n: u64| t0 + Duration::from_millis(n);
+        for start in STARTS {
+            transitions_from(Tick::from_millis(start));
+        }
+    }
+
+    fn transitions_from(t0: Tick) {
+        let ms = |n: u64| t0.after(Duration::from_millis(n));
         let (open, peer_closed) = (Phase::Open, Phase::PeerClosed);
         // A drain due at 2 s; a linger due at 2 s, quiet from 500 ms.
         let flush = |reason, peer_eof| flushing(reason, ms(2000), peer_eof);
@@ -897,7 +911,7 @@ mod tests {
                     next: c.next,
                     action: c.action
                 },
-                "{}: {:?} on {:?}",
+                "{} (from {t0:?}): {:?} on {:?}",
                 c.name,
                 c.event,
                 c.from
@@ -910,8 +924,13 @@ mod tests {
     /// closed connection never comes back.
     #[test]
     fn actions_match_the_phases_they_lead_to() {
-        let t0 = Instant::now();
-        let at = |n: u64| t0 + Duration::from_millis(n);
+        for start in STARTS {
+            actions_match_from(Tick::from_millis(start));
+        }
+    }
+
+    fn actions_match_from(t0: Tick) {
+        let at = |n: u64| t0.after(Duration::from_millis(n));
         let mut phases = vec![
             Phase::Open,
             Phase::PeerClosed,
@@ -971,14 +990,17 @@ mod tests {
                 // A drain's deadline only moves later by progress.
                 if let (Some(before), Some(after)) = (until(from), until(step.next)) {
                     if !matches!(event, Event::Progress { .. }) {
-                        assert!(after <= before, "{event:?} on {from:?} moved the deadline");
+                        assert!(
+                            before.reached(after),
+                            "{event:?} on {from:?} moved the deadline"
+                        );
                     }
                 }
             }
         }
     }
 
-    fn until(phase: Phase) -> Option<Instant> {
+    fn until(phase: Phase) -> Option<Tick> {
         match phase {
             Phase::Flushing { until, .. } | Phase::Lingering { until, .. } => Some(until),
             _ => None,
@@ -989,7 +1011,7 @@ mod tests {
     /// exact count depends on it) and which read.
     #[test]
     fn draining_and_reading_by_phase() {
-        let t = Instant::now();
+        let t = Tick::from_millis(0);
         let rows = [
             (Phase::AwaitingProxy { until: t }, false, true, true),
             (Phase::Open, false, false, true),

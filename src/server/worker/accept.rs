@@ -178,11 +178,11 @@ impl Worker {
             warn!("cannot register {peer}: {e}");
             return;
         }
-        let now = self.shared.clock.now();
+        let now = self.shared.clock.tick();
         let proxy_until = self
             .config
             .proxy_protocol
-            .then(|| now + PROXY_HEADER_TIMEOUT);
+            .then(|| now.after(PROXY_HEADER_TIMEOUT));
         let conn = Connection::new(
             stream,
             peer,

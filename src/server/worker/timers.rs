@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 
 use super::{Entry, Worker};
+use crate::clock;
 use crate::connection::{DRAIN_LINGER, PROXY_HEADER_TIMEOUT};
 use crate::memory;
 use crate::stats::CloseReason;
@@ -205,10 +206,14 @@ impl Worker {
     /// O(connections) per tick, never per message.
     fn sweep(&mut self, check_idle: bool) {
         let now = self.shared.clock.now();
+        let tick = self.shared.clock.tick();
         let idle = self.config.idle_timeout;
-        // Idle for at least the timeout = last active at or before this
-        // instant: one subtraction per sweep, one comparison per connection.
-        let idle_since = idle.and_then(|limit| now.checked_sub(limit));
+        // Idle for at least the timeout: one wrapping subtraction and one
+        // comparison per connection. The timeout in milliseconds is clamped
+        // to `Tick::MAX_SPAN` (24 days; the flag allows at most one), and
+        // every open connection is looked at at least once a second, so the
+        // idle time is read long before it could wrap (2^32 ms).
+        let idle_ms = idle.map(clock::millis);
         let mut idle_out = Vec::new();
         let counted = self.timed;
         let mut seen = 0;
@@ -216,7 +221,7 @@ impl Worker {
             let Entry::Conn(conn) = entry else { continue };
             if conn.is_timed() {
                 seen += 1;
-                if conn.drain_expired(now) {
+                if conn.drain_expired(tick) {
                     self.doomed.push(key);
                     self.timed -= 1;
                     if conn.closed_reason() == Some(CloseReason::ProxyTimeout) {
@@ -231,8 +236,8 @@ impl Worker {
                     }
                 }
             } else if check_idle && conn.closed_reason().is_none() {
-                if let (Some(limit), Some(since)) = (idle, idle_since) {
-                    if conn.last_active() <= since {
+                if let (Some(limit), Some(limit_ms)) = (idle, idle_ms) {
+                    if tick.since(conn.last_active()) >= limit_ms {
                         debug!("{}: idle for {limit:?}", conn.peer());
                         idle_out.push(key);
                     }
@@ -250,4 +255,25 @@ impl Worker {
 /// expires at most 25% late, between 10 ms and 1 s.
 pub(super) fn idle_tick(idle: Duration) -> Duration {
     (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Entry;
+    use crate::connection::Connection;
+    use std::mem::size_of;
+
+    /// The slab's slot (its entry enum around [`Entry`]) is no bigger than
+    /// a connection: listeners and UDP sockets are smaller, and the tags
+    /// live in the connection's niches. An idle connection costs this.
+    #[test]
+    fn a_slab_slot_is_the_size_of_a_connection() {
+        #[allow(dead_code)]
+        enum Slot {
+            Vacant(usize),
+            Occupied(Entry),
+        }
+        assert_eq!(size_of::<Entry>(), size_of::<Connection>());
+        assert_eq!(size_of::<Slot>(), size_of::<Connection>());
+    }
 }
