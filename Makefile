@@ -51,12 +51,19 @@ fuzz:
 	bash fuzz/run.sh http
 	bash fuzz/run.sh sockperf
 
-## The benchmark matrix against the C and tokio peers (docs/BENCHMARKS.md).
+## The benchmark against the C and tokio peers, every cell judged PASS/FAIL
+## (docs/BENCHMARKS.md; about 40 minutes here). Some stages only, the report keeping
+## the others from earlier runs: make bench STAGES=udp,churn,bulk
+## (stages: matrix, head-to-head, control, syscalls, memory, workers, timers,
+## udp, churn, bulk, scale). BENCH_ARGS: more flags, e.g. "--rounds 3 --out /tmp/b.md".
+STAGES ?=
+BENCH_ARGS ?=
 bench:
-	python3 bench/run.py full
+	python3 bench/run.py full $(if $(STAGES),--stages $(STAGES)) $(BENCH_ARGS)
 
+## The two key cells, under two minutes (bench/results/quick.md).
 bench-quick:
-	python3 bench/run.py quick
+	python3 bench/run.py quick $(BENCH_ARGS)
 
 ## Instructions per message under callgrind, 1 and 50 connections (docs/ARCHITECTURE.md).
 callgrind:

@@ -2,8 +2,10 @@
 """The benchmark: echod against a lean C epoll echo server and a tokio echo
 server, all under the same echod-bench load, side by side.
 
-    bench/run.py full   # the whole matrix, writes docs/BENCHMARKS.md (+ PNG)
+    bench/run.py full   # every stage, writes docs/BENCHMARKS.md (+ PNG), ~40 min here
     bench/run.py quick  # the two key cells, prints a table (under two minutes on a quiet host)
+    bench/run.py full --stages udp,churn   # those stages; the report takes the others
+                                           # from what earlier runs saved (bench/results/)
 
 Each cell starts the three servers pinned to CPU 0 (`taskset -c 0`); each
 run is one echod-bench pinned to CPU 1, on loopback only. The servers of a
@@ -15,9 +17,14 @@ message is the server's CPU time over the measured window (echod-bench
 echod and the C server under load at the same time. The control (full mode):
 a second copy of the C server, as a fourth server in the matrix and against
 the first head to head, measures how far apart each method puts two
-identical servers on this machine: the resolution of the comparison.
+identical servers on this machine: the resolution of the comparison, and the
+band every judged cell is held to (bench/cells.py states the rule).
 The timers stage (full mode) counts instructions per message under callgrind
-at a low fixed rate, with and without connections draining.
+at a low fixed rate, with and without connections draining. The judged
+stages (full mode, bench/cells.py): UDP, connection churn, bulk transfer,
+each head to head against C with its own C/twin control, and a scale run of
+19,000 connections; with the TCP head to head and idle memory, every cell
+gets a PASS or a FAIL.
 """
 
 import argparse
@@ -27,181 +34,20 @@ import os
 import platform
 import re
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-SERVER_CPU = "0"
-LOAD_CPU = "1"
-
-ECHOD = ROOT / "target" / "release" / "echod"
-BENCH = ROOT / "target" / "release" / "echod-bench"
-C_PEER = RESULTS / "c-epoll-echo"
-TOKIO_PEER = ROOT / "bench" / "peers" / "tokio-echo" / "target" / "release" / "tokio-echo"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cells as judge  # noqa: E402
+from common import (BENCH, CONTROL, HEAD_TO_HEAD, LOAD_CPU, MAX_ATTEMPTS,  # noqa: E402
+                    MAX_STEAL, RESULTS, ROOT, SERVER_CPU, Server, build, count_syscalls,
+                    head_to_head, measure, med, rotated, run_cell, running, servers, spread)
 
 
 # The servers of the matrix: the three compared, then the C server's twin for the control.
 MATRIX_SERVERS = ("echod", "c-epoll", "tokio", "c-epoll-twin")
-# Head to head: echod against C. The control: C against a second copy of itself.
-HEAD_TO_HEAD = ("echod", "c-epoll")
-CONTROL = ("c-epoll", "c-epoll-twin")
-
-
-def servers(workers=1):
-    c_epoll = [str(C_PEER), "127.0.0.1", "0"]
-    return {
-        "echod": [str(ECHOD), "--listen", "127.0.0.1:0", "--max-connections", "20000",
-                  "--workers", str(workers)],
-        "c-epoll": c_epoll,
-        "c-epoll-twin": c_epoll,
-        "tokio": [str(TOKIO_PEER), "127.0.0.1:0"],
-    }
-
-
-def sh(cmd, **kw):
-    print("+", " ".join(map(str, cmd)), file=sys.stderr, flush=True)
-    return subprocess.run(cmd, check=True, **kw)
-
-
-def build():
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    sh(["cargo", "build", "--release", "--workspace"], cwd=ROOT)
-    sh(["cc", "-O2", "-o", str(C_PEER), str(ROOT / "bench" / "peers" / "c-epoll-echo.c")])
-    sh(["cargo", "build", "--release"], cwd=ROOT / "bench" / "peers" / "tokio-echo")
-
-
-class Server:
-    """A server process pinned to SERVER_CPU; `addr` from its listening line."""
-
-    def __init__(self, argv, cpus=SERVER_CPU):
-        env = dict(os.environ, RUST_LOG="warn,echod::server=info")
-        self.proc = subprocess.Popen(["taskset", "-c", cpus] + argv, stderr=subprocess.PIPE,
-                                     stdout=subprocess.DEVNULL, text=True, env=env)
-        deadline = time.time() + 10
-        self.addr = None
-        while time.time() < deadline:
-            line = self.proc.stderr.readline()
-            m = re.search(r"listening on (\S+) \(tcp\)", line)
-            if m:
-                self.addr = m.group(1)
-                break
-        if not self.addr:
-            self.stop()
-            raise RuntimeError(f"{argv[0]} did not start")
-
-    def cpu_ticks(self):
-        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2:].split()
-        return int(fields[11]) + int(fields[12])
-
-    def rss_kib(self):
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
-
-    def fds(self):
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def bench_argv(addr, conns, length, depth, duration, extra=()):
-    return ["taskset", "-c", LOAD_CPU, str(BENCH), addr, "-c", str(conns), "-l", str(length),
-            "-d", str(duration), "--pipeline", str(depth), "--json", *extra]
-
-
-# A run during which the hypervisor took more than this share of CPUs 0 and 1
-# (steal time, /proc/stat) measured the host, not the servers: it is repeated,
-# up to MAX_ATTEMPTS times in all (the last attempt is kept whatever happened).
-MAX_STEAL = 0.03
-MAX_ATTEMPTS = 3
-
-
-def steal_s():
-    """Seconds the hypervisor has stolen from the two benchmark CPUs since boot."""
-    total = 0
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith((f"cpu{SERVER_CPU} ", f"cpu{LOAD_CPU} ")):
-            total += int(line.split()[8])
-    return total / CLK_TCK
-
-
-def unstolen(run_once):
-    """Calls `run_once()` until the hypervisor stole at most MAX_STEAL of CPUs 0-1 during
-    it (or MAX_ATTEMPTS were made); returns its result, the steal share and the repeats."""
-    for attempt in range(MAX_ATTEMPTS):
-        s0, t0 = steal_s(), time.monotonic()
-        result = run_once()
-        share = (steal_s() - s0) / (2 * (time.monotonic() - t0))
-        if share <= MAX_STEAL:
-            break
-        print(f"  (hypervisor stole {share:.0%} of CPUs 0-1: repeating)", file=sys.stderr,
-              flush=True)
-    return result, share, attempt
-
-
-def measured_argv(server, conns, length, depth, duration, warmup):
-    """echod-bench against a running server; it reads the server's CPU itself
-    (`--server-pid`) over exactly the measured window, after the warm-up."""
-    extra = ["--warmup", str(warmup), "--server-pid", str(server.proc.pid)]
-    return bench_argv(server.addr, conns, length, depth, duration, extra)
-
-
-def figures(stdout, returncode):
-    """What a run's JSON report says, in the fields the tables use."""
-    report = json.loads(stdout)
-    return {
-        "msgs_per_sec": report["msgs_per_sec"],
-        "p50_us": report["latency_us"]["p50"], "p99_us": report["latency_us"]["p99"],
-        "max_us": report["latency_us"]["max"],
-        "cpu_us_per_msg": report["server_cpu_us_per_msg"] or float("nan"),
-        "ok": report["ok"] and returncode == 0,
-    }
-
-
-def measure(server, name, conns, length, depth, duration, warmup):
-    """One echod-bench run against a running server, repeated while the host steals."""
-    argv = measured_argv(server, conns, length, depth, duration, warmup)
-    (out, steal, repeats) = unstolen(lambda: subprocess.run(
-        argv, capture_output=True, text=True, timeout=warmup + duration + 120))
-    return {"steal": steal, "repeats": repeats, "server": name, "conns": conns,
-            "length": length, "depth": depth, **figures(out.stdout, out.returncode)}
-
-
-@contextlib.contextmanager
-def running(names):
-    """The named servers, started fresh and stopped on the way out."""
-    started = {}
-    try:
-        for name in names:
-            started[name] = Server(servers()[name])
-        yield started
-    finally:
-        for server in started.values():
-            server.stop()
-
-
-def run_cell(name, argv, conns, length, depth, duration, warmup, cpus=SERVER_CPU):
-    """A fresh server for one measured run."""
-    server = Server(argv, cpus)
-    try:
-        return measure(server, name, conns, length, depth, duration, warmup)
-    finally:
-        server.stop()
 
 
 def matrix(mode):
@@ -211,17 +57,12 @@ def matrix(mode):
     return cells + [(50, l, 16) for l in (64, 512, 4096)]
 
 
-def rotated(names, r):
-    """The servers in round r's order: the list turned by r, so each runs in every position."""
-    return names[r % len(names):] + names[:r % len(names)]
-
-
-def run_matrix(cells, rounds, duration, warmup, names):
+def run_matrix(cells_, rounds, duration, warmup, names):
     """Per cell: fresh servers, all of them running (idle ones cost nothing), then `rounds`
     rounds of one run each, back to back, in an order that rotates between rounds."""
     results = []
     names = list(names)
-    for cell in cells:
+    for cell in cells_:
         with running(names) as started:
             for r in range(rounds):
                 for name in rotated(names, r):
@@ -233,39 +74,6 @@ def run_matrix(cells, rounds, duration, warmup, names):
                           f"cpu {res['cpu_us_per_msg']:.3f} us/msg  ok={res['ok']}",
                           file=sys.stderr, flush=True)
     return results
-
-
-def head_to_head(cells, reps, duration, warmup, names=HEAD_TO_HEAD):
-    """Both servers at the same time: each pinned to CPU 0 with its own echod-bench on CPU 1,
-    started together, so whatever the host does to the machine in that window (steal,
-    noisy neighbours) it does to both. Per rep, the first server's figure / the second's."""
-    rows = []
-    for cell in cells:
-        for rep in range(reps):
-            # Fresh servers for every rep: a process's own luck (where its buffers and
-            # structures land in the caches) holds for its lifetime, so reps of one pair of
-            # processes would repeat it instead of averaging it out. Which one starts first
-            # alternates.
-            order = tuple(names) if rep % 2 == 0 else tuple(reversed(names))
-            with running(order) as started:
-                def together():
-                    procs = {n: subprocess.Popen(
-                                 measured_argv(started[n], *cell, duration, warmup),
-                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-                             for n in order}
-                    outs = {n: p.communicate(timeout=warmup + duration + 120)[0]
-                            for n, p in procs.items()}
-                    return {n: figures(outs[n], procs[n].returncode) for n in order}
-
-                both, steal, repeats = unstolen(together)
-                row = {"conns": cell[0], "length": cell[1], "depth": cell[2], "rep": rep,
-                       "steal": steal, "repeats": repeats, **both}
-                rows.append(row)
-                mine, peer = row[names[0]], row[names[1]]
-                print(f"{names[0]}/{names[1]} {cell} rep {rep}: cpu {mine['cpu_us_per_msg']:.3f} vs "
-                      f"{peer['cpu_us_per_msg']:.3f}, p99 {mine['p99_us']:.0f} vs "
-                      f"{peer['p99_us']:.0f}", file=sys.stderr, flush=True)
-    return rows
 
 
 # The syscall count: rounds per server, seconds per run, and the servers (with the twin, whose
@@ -287,41 +95,6 @@ def syscall_rounds():
             print(f"syscalls round {r} {name}: {run['per_msg']:.3f}/msg", file=sys.stderr,
                   flush=True)
     return runs
-
-
-def count_syscalls(name, argv, duration):
-    """Syscalls per message at depth 1, 50 connections, 64 B (perf tracepoints)."""
-    server = Server(argv)
-    out_file = RESULTS / f"syscalls-{name}.txt"
-    perf = None
-    try:
-        perf = subprocess.Popen(["perf", "stat", "-x", ",", "-o", str(out_file), "-p",
-                                 str(server.proc.pid), "-e", "syscalls:sys_enter_*"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1.0)  # let perf attach to every tracepoint
-        out = subprocess.run(bench_argv(server.addr, 50, 64, 1, duration),
-                             capture_output=True, text=True, timeout=duration + 60)
-        time.sleep(0.2)
-        perf.send_signal(signal.SIGINT)
-        # Detaching from ~350 tracepoints can take tens of seconds while the host steals CPU.
-        perf.wait(timeout=300)
-    finally:
-        if perf is not None and perf.poll() is None:
-            perf.kill()
-        server.stop()
-    msgs = max(json.loads(out.stdout)["messages"], 1)
-    counts = {}
-    for line in out_file.read_text().splitlines():
-        parts = line.split(",")
-        if len(parts) > 2 and parts[2].startswith("syscalls:sys_enter_"):
-            try:
-                n = int(parts[0])
-            except ValueError:
-                continue
-            if n:
-                counts[parts[2].removeprefix("syscalls:sys_enter_")] = n
-    return {"server": name, "messages": msgs, "counts": counts, "seconds": duration,
-            "per_msg": sum(counts.values()) / msgs}
 
 
 # The timers stage: 2,000 echo connections at a fixed 2,000 msg/s in all, so about one message
@@ -465,17 +238,6 @@ def workers_figure(rounds, duration, warmup):
     return rows
 
 
-def med(values):
-    return statistics.median(values) if values else float("nan")
-
-
-def spread(values):
-    m = med(values)
-    if not values or not m:
-        return "n/a"
-    return f"±{(max(values) - min(values)) / 2 / m * 100:.0f}%"
-
-
 def summarize(results):
     table = {}
     for r in results:
@@ -543,33 +305,55 @@ def plot(table, path):
     return True
 
 
-def pair_table(w, rows, pair):
+def tcp_band(control):
+    """h and the per-cell median CPU ratios of the TCP control (C / twin, head to head), by
+    the rule in bench/cells.py: the band is [1/h, h], h the largest distance of a cell's
+    median from 1, either way."""
+    rows = [dict(r, pair=list(CONTROL)) for r in control]
+    return judge.band(rows, CONTROL, "cpu_us_per_msg")
+
+
+def pair_table(w, rows, pair, bar=None, verdicts=None):
     """Writes the table of one head-to-head stage (first server / second, per rep). Returns
     the per-cell median CPU ratios, the cells whose median CPU ratio is at most 1.00, and
-    the cells at 500 and 2,000 connections (depth 1): those at most 1.00 in p99, and all."""
+    the cells at 500 and 2,000 connections (depth 1): those at most 1.00 in p99, and all.
+    With `bar` (the control band's upper edge h), a cell passes when its median CPU ratio is
+    at most `bar` and every run was ok; each cell's verdict goes to `verdicts` too."""
     a, b = pair
+    judged = bar is not None
     w(f"| conns | bytes | depth | CPU µs/msg {a} | CPU µs/msg {b} | CPU ratio | "
-      f"p99 µs {a} | p99 µs {b} | p99 ratio |")
-    w("|---:|---:|---:|---:|---:|---|---:|---:|---|")
+      f"p99 µs {a} | p99 µs {b} | p99 ratio |" + (" pass if | verdict |" if judged else ""))
+    w("|---:|---:|---:|---:|---:|---|---:|---:|---|" + ("---|---|" if judged else ""))
     medians = {}
     cpu_below = p99_below = p99_cells = 0
     cells = sorted({(r["conns"], r["length"], r["depth"]) for r in rows},
                    key=lambda c: (c[2], c[0], c[1]))
+    finite = lambda xs: [x for x in xs if x == x and x not in (float("inf"), float("-inf"))]
     for cell in cells:
         reps = [r for r in rows if (r["conns"], r["length"], r["depth"]) == cell]
         ok = all(r[a]["ok"] and r[b]["ok"] for r in reps)
-        cr = [r[a]["cpu_us_per_msg"] / r[b]["cpu_us_per_msg"] for r in reps]
-        pr = [r[a]["p99_us"] / r[b]["p99_us"] for r in reps]
+        cr = finite([r[a]["cpu_us_per_msg"] / r[b]["cpu_us_per_msg"] for r in reps
+                     if r[b]["cpu_us_per_msg"]]) or [float("nan")]
+        pr = finite([r[a]["p99_us"] / r[b]["p99_us"] for r in reps if r[b]["p99_us"]]) \
+            or [float("nan")]
         medians[cell] = med(cr)
         cpu_below += med(cr) <= 1.0
         if cell[2] == 1 and cell[0] in (500, 2000):
             p99_cells += 1
             p99_below += med(pr) <= 1.0
         col = lambda n, f: med([r[n][f] for r in reps])
+        verdict, ratio_text = "", f"{med(cr):.3f}"
+        if judged:
+            passed = ok and med(cr) <= bar
+            ratio_text, bar_text = judge.shown(med(cr), bar)
+            verdict = f" ≤ {bar_text} | {judge.verdict(passed)} |"
+            if verdicts is not None:
+                verdicts.append(("TCP", f"{cell[0]} conns, {cell[1]} B, depth {cell[2]}",
+                                 "CPU/message", med(cr), ("≤", bar, "(band)"), passed))
         w(f"| {cell[0]} | {cell[1]} | {cell[2]}{'' if ok else ' (errors!)'} | "
           f"{col(a, 'cpu_us_per_msg'):.3f} | {col(b, 'cpu_us_per_msg'):.3f} | "
-          f"{med(cr):.3f} ({min(cr):.2f}-{max(cr):.2f}) | {col(a, 'p99_us'):.0f} | "
-          f"{col(b, 'p99_us'):.0f} | {med(pr):.2f} ({min(pr):.2f}-{max(pr):.2f}) |")
+          f"{ratio_text} ({min(cr):.2f}-{max(cr):.2f}) | {col(a, 'p99_us'):.0f} | "
+          f"{col(b, 'p99_us'):.0f} | {med(pr):.2f} ({min(pr):.2f}-{max(pr):.2f}) |" + verdict)
     if "repeats" in rows[0]:
         w(f"\nReps repeated because the hypervisor stole more than {MAX_STEAL:.0%} of CPUs "
           f"0-1: {sum(r['repeats'] for r in rows)}; kept despite it after {MAX_ATTEMPTS} "
@@ -578,7 +362,11 @@ def pair_table(w, rows, pair):
 
 
 def write_report(args, table, syscalls, memory, workers, command, h2h=(),
-                 control=(), timers=()):
+                 control=(), timers=(), judged=None, stage_seconds=None):
+    """The report. `judged`: the saved data of the judged stages (udp, churn, bulk, scale),
+    by name; `stage_seconds`: how long each stage took, by name."""
+    judged = judged or {}
+    verdicts = []
     out = []
     w = out.append
     w("# Benchmarks: echod beside a C epoll server and tokio\n")
@@ -586,9 +374,10 @@ def write_report(args, table, syscalls, memory, workers, command, h2h=(),
       "with every server it compares under the same load in that stage; a stage re-run "
       "alone (`--resume`) is named under \"Reading the tables\".\n")
     w(f"- Machine: {machine()}.")
-    w(f"- Command: `{command}` ({args.rounds} rounds of {args.warmup} s warm-up + "
-      f"{args.duration} s measured per server and cell; the servers of a round run back to "
-      "back, in an order that rotates between rounds).")
+    w(f"- Command: `{command}` ({args.rounds} round{'s' if args.rounds != 1 else ''} of "
+      f"{args.warmup} s warm-up + {args.duration} s measured per server and cell in the TCP "
+      "matrix, as many head-to-head reps; the servers of a round run back to back, in an "
+      "order that rotates between rounds).")
     w("- Server pinned to CPU 0, echod-bench to CPU 1 (`taskset`), loopback only. Each cell "
       "starts fresh servers, kept running through its rounds; every run opens its own "
       "connections. CPU per message = the server's CPU time (user + system, "
@@ -602,8 +391,47 @@ def write_report(args, table, syscalls, memory, workers, command, h2h=(),
       "the median. Latencies from echod-bench's HDR histogram, in µs. The paired columns "
       "give, for each round, echod's figure divided by the peer's from the same round (they "
       "ran back to back), as median (min-max) over the rounds: the machine drifts by up to 2x "
-      "between rounds, and pairing cancels what moves all servers alike.\n")
+      "between rounds, and pairing cancels what moves all servers alike.")
+    if judged_reps(judged):
+        w(f"- Judged stages (UDP, churn, bulk): {judged_reps(judged)} head-to-head rep(s) per "
+          "pair and cell (`--reps`), each of fresh processes, the pairs interleaved in a "
+          "rotating order; a rep in which a run failed is repeated like a stolen one (up to "
+          f"{MAX_ATTEMPTS} attempts, the last kept).")
+    w("")
+    verdicts_at = len(out)
+    if table:
+        matrix_section(w, table)
+    if h2h or control:
+        h2h_sections(w, h2h, control, verdicts)
+    later_sections(w, syscalls, memory, workers, timers, verdicts)
+    for name, section in (("udp", judge.report_udp), ("churn", judge.report_churn),
+                          ("bulk", judge.report_bulk), ("scale", judge.report_scale)):
+        if judged.get(name):
+            section(w, judged[name], verdicts)
+    if stage_seconds:
+        w("\n## Time per stage\n")
+        w("Wall-clock minutes each stage took in the run that produced it (steal repeats "
+          "included).\n")
+        w("| stage | minutes |")
+        w("|---|---:|")
+        for name, secs in stage_seconds.items():
+            w(f"| {name} | {secs / 60:.1f} |")
+        w(f"| total | {sum(stage_seconds.values()) / 60:.1f} |")
+    tail = out[verdicts_at:]
+    del out[verdicts_at:]
+    judge.report_verdicts(w, verdicts)
+    out.extend(tail)
+    return "\n".join(out) + "\n"
 
+
+def judged_reps(judged):
+    rows = [r for name in ("udp", "churn", "bulk") for r in (judged.get(name) or {}).get(
+        "rows", [])]
+    return 1 + max(r["rep"] for r in rows) if rows else 0
+
+
+def matrix_section(w, table):
+    """The matrix's tables: every server run back to back, paired by round."""
     header = ("| conns | bytes | server | msgs/s | p50 µs | p99 µs | max µs | CPU µs/msg | ± | "
               "CPU echod/peer, paired | p99 echod/peer, paired |")
     rule = "|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|"
@@ -662,6 +490,13 @@ def write_report(args, table, syscalls, memory, workers, command, h2h=(),
           f"{sum(m <= 1.0 for m in medians)} of {len(keys)} cells and spans "
           f"{min(medians):.2f}-{max(medians):.2f}.\n")
 
+
+def h2h_sections(w, h2h, control, verdicts):
+    """The TCP head to head (echod / C, judged against the control's band) and the control
+    (C / twin) itself."""
+    h, band_medians = tcp_band(control) if control else (None, {})
+    if h != h:  # NaN: no usable control
+        h = None
     if h2h:
         w("\n## Head to head: echod and the C server at the same time\n")
         w("The tables above run the servers one after another, as the issue asks; on this "
@@ -672,8 +507,12 @@ def write_report(args, table, syscalls, memory, workers, command, h2h=(),
           "processes, in alternating order, so that what one process's memory layout does "
           "to its caches is averaged over the reps too. The two share the core, so the absolute "
           "figures are not those above; the ratio is the point. Ratios are echod / C per rep, "
-          f"median (min-max) over {max(r['rep'] for r in h2h) + 1} reps.\n")
-        h2h_medians, cpu_below, p99_below, p99_cells = pair_table(w, h2h, HEAD_TO_HEAD)
+          f"median (min-max) over {max(r['rep'] for r in h2h) + 1} reps."
+          + (" Pass: echod/C at most h, the upper edge of the control's band (below: "
+             "inside the band of two identical C servers, or below it), and every run ok."
+             if h else "") + "\n")
+        h2h_medians, cpu_below, p99_below, p99_cells = pair_table(w, h2h, HEAD_TO_HEAD, h,
+                                                                  verdicts)
         w(f"\nHead to head, echod's median CPU per message is at most C's in {cpu_below} of "
           f"{len(h2h_medians)} cells, and its median p99 at most C's in {p99_below} of the "
           f"{p99_cells} cells at 500 and 2,000 connections.\n")
@@ -692,7 +531,17 @@ def write_report(args, table, syscalls, memory, workers, command, h2h=(),
             inside = sum(v <= hi for v in mine)
             w(f"echod / C spans {min(mine):.3f}-{max(mine):.3f}; in {inside} of {len(mine)} "
               f"cells it is at most {hi:.3f}, the highest ratio between the identical "
-              "servers.\n")
+              "servers.")
+        if h:
+            w("\n" + judge.band_text(h, band_medians, "CPU per message, C/twin") +
+              " The band: [1/h, h], h = the largest distance of any cell's median C/twin ratio "
+              "from 1, either way (the two roles are interchangeable, so the method's noise "
+              "is symmetric); it is built from medians over as many reps as echod's. A cell "
+              "passes when echod/C is at most h.\n")
+
+
+def later_sections(w, syscalls, memory, workers, timers, verdicts):
+    """Syscalls per message, idle memory (judged), workers, timers."""
     if syscalls:
         rounds = 1 + max(r.get("round", 0) for r in syscalls)
         seconds = syscalls[0].get("seconds", 5)
@@ -723,6 +572,10 @@ def write_report(args, table, syscalls, memory, workers, command, h2h=(),
         for m in memory:
             w(f"| {m['server']} | {m['held_fds']:,} | {m['rss_before_kib']:,} | "
               f"{m['rss_after_kib']:,} | {m['kib_per_conn']:.3f} |")
+        ok = judge.memory_verdict(memory, verdicts)
+        if ok is not None:
+            w(f"\nPass: echod at most {judge.MEMORY_BAR_KIB} KiB per connection: "
+              f"{judge.verdict(ok)}.")
     if workers:
         w("\n## One worker or two (`--workers`)\n")
         w("One worker pinned to CPU 0; two workers allowed CPUs 0 and 1, while echod-bench stays "
@@ -753,7 +606,6 @@ def write_report(args, table, syscalls, memory, workers, command, h2h=(),
         for run in timers:
             w(f"| {run['server']} | {'yes' if run['idle_clients'] else 'no'} | "
               f"{run['per_msg']:,.0f} |")
-    return "\n".join(out) + "\n"
 
 
 START, END = "<!-- generated by bench/run.py: start -->", "<!-- generated by bench/run.py: end -->"
@@ -771,12 +623,29 @@ def write_between_markers(path, report):
         path.write_text(block + old)
 
 
+# Every stage of a full run, in the order they run. quick runs the first two only.
+FULL_STAGES = ("matrix", "head-to-head", "control", "syscalls", "memory", "workers", "timers",
+               "udp", "churn", "bulk", "scale")
+QUICK_STAGES = ("matrix", "head-to-head")
+# What a stage saves when it has not run (and no earlier run saved it).
+EMPTY = {"udp": {}, "churn": {}, "bulk": {}, "scale": {}}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=["full", "quick"])
-    parser.add_argument("--rounds", type=int, default=None, help="default: 9 (full), 4 (quick)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="TCP matrix rounds and head-to-head reps; default: 6 (full), "
+                             "4 (quick)")
+    parser.add_argument("--reps", type=int, default=None,
+                        help="head-to-head reps per pair and cell of the udp, churn and bulk "
+                             "stages; default: --rounds")
     parser.add_argument("--duration", type=float, default=1.5, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=0.5, help="warm-up seconds per run")
+    parser.add_argument("--stages", default=None,
+                        help="comma-separated stages to run (full: " + ",".join(FULL_STAGES) +
+                             "); the others are read from what earlier runs saved, so the "
+                             "report still has every stage")
     parser.add_argument("--resume", action="store_true",
                         help="reuse the stages an interrupted run of the same mode saved")
     parser.add_argument("--from-json", default=None,
@@ -785,60 +654,85 @@ def main():
                         help="default: docs/BENCHMARKS.md (full), bench/results/quick.md (quick)")
     args = parser.parse_args()
     if args.rounds is None:
-        args.rounds = 4 if args.mode == "quick" else 9
+        args.rounds = 4 if args.mode == "quick" else 6
+    if args.reps is None:
+        args.reps = args.rounds
+    known = FULL_STAGES if args.mode == "full" else QUICK_STAGES
+    wanted = known if args.stages is None else tuple(x.strip() for x in args.stages.split(",")
+                                                     if x.strip())
+    unknown = [x for x in wanted if x not in known]
+    if unknown:
+        parser.error(f"unknown stage(s) for {args.mode}: {', '.join(unknown)} "
+                     f"(known: {', '.join(known)})")
     command = "make bench" if args.mode == "full" else "make bench-quick"
     if args.from_json:
         raw = json.loads(Path(args.from_json).read_text())
-        results, syscalls, memory, workers = (raw["results"], raw["syscalls"], raw["memory"],
-                                              raw["workers"])
-        h2h = raw.get("head_to_head", [])
-        control = raw.get("control", [])
-        timers = raw.get("timers", [])
-        args.rounds = 1 + max(r["round"] for r in results)
-        args.duration = raw.get("duration", args.duration)
-        args.warmup = raw.get("warmup", args.warmup)
     else:
         build()
         RESULTS.mkdir(parents=True, exist_ok=True)
+        times_file = RESULTS / f"{args.mode}-stage-times.json"
+        stage_seconds = json.loads(times_file.read_text()) if times_file.exists() else {}
 
         def stage(name, run):
-            """Runs one stage and saves it; with --resume, loads it if an earlier run saved it."""
+            """Runs one stage and saves it, when it is wanted (with --resume, loads it if an
+            earlier run saved it); loads what an earlier run saved when it is not."""
             saved = RESULTS / f"{args.mode}-stage-{name}.json"
-            if args.resume and saved.exists():
-                print(f"stage {name}: reusing {saved}", file=sys.stderr, flush=True)
-                return json.loads(saved.read_text())
+            if name not in wanted or (args.resume and saved.exists()):
+                if saved.exists():
+                    print(f"stage {name}: reusing {saved}", file=sys.stderr, flush=True)
+                    return json.loads(saved.read_text())
+                if name in wanted or args.stages is not None:
+                    print(f"stage {name}: not run, nothing saved", file=sys.stderr, flush=True)
+                return EMPTY.get(name, [])
+            t0 = time.monotonic()
+            print(f"stage {name}: running", file=sys.stderr, flush=True)
             data = run()
+            stage_seconds[name] = time.monotonic() - t0
             saved.write_text(json.dumps(data))
+            times_file.write_text(json.dumps(stage_seconds, indent=1))
+            print(f"stage {name}: {stage_seconds[name] / 60:.1f} min", file=sys.stderr,
+                  flush=True)
             return data
 
         cells = matrix(args.mode)
         # The C server's twin (the control) only in full mode: quick stays under two minutes.
         names = MATRIX_SERVERS if args.mode == "full" else MATRIX_SERVERS[:3]
-        results = stage("matrix", lambda: run_matrix(cells, args.rounds, args.duration,
-                                                     args.warmup, names))
-        h2h = stage("head-to-head", lambda: head_to_head(cells, args.rounds, args.duration,
-                                                         args.warmup))
-        control = syscalls = memory = workers = timers = []
+        d, wu = args.duration, args.warmup
+        raw = {"duration": d, "warmup": wu}
+        raw["results"] = stage("matrix", lambda: run_matrix(cells, args.rounds, d, wu, names))
+        raw["head_to_head"] = stage("head-to-head",
+                                    lambda: head_to_head(cells, args.rounds, d, wu))
         if args.mode == "full":
-            control = stage("control", lambda: head_to_head(cells, args.rounds, args.duration,
-                                                            args.warmup, CONTROL))
-            syscalls = stage("syscalls", syscall_rounds)
-            memory = stage("memory", lambda: [idle_memory(n, servers()[n])
-                                              for n in ("echod", "c-epoll", "tokio")])
-            workers = stage("workers", lambda: workers_figure(3, args.duration, args.warmup))
-            timers = stage("timers", timer_stage)
-        raw = {"results": results, "syscalls": syscalls, "memory": memory, "workers": workers,
-               "duration": args.duration, "warmup": args.warmup, "head_to_head": h2h,
-               "control": control, "timers": timers}
-        RESULTS.mkdir(parents=True, exist_ok=True)
+            raw["control"] = stage("control",
+                                   lambda: head_to_head(cells, args.rounds, d, wu, CONTROL))
+            raw["syscalls"] = stage("syscalls", syscall_rounds)
+            raw["memory"] = stage("memory", lambda: [idle_memory(n, servers()[n])
+                                                     for n in ("echod", "c-epoll", "tokio")])
+            raw["workers"] = stage("workers", lambda: workers_figure(3, d, wu))
+            raw["timers"] = stage("timers", timer_stage)
+            raw["udp"] = stage("udp", lambda: judge.udp_stage(args.reps, d, wu))
+            raw["churn"] = stage("churn", lambda: judge.churn_stage(args.reps, d, wu))
+            raw["bulk"] = stage("bulk", lambda: judge.bulk_stage(args.reps, d, wu))
+            raw["scale"] = stage("scale", lambda: judge.scale_stage(wu))
+        raw["stage_seconds"] = {k: v for k, v in stage_seconds.items() if k in known}
         (RESULTS / f"{args.mode}.json").write_text(json.dumps(raw, indent=1))
+    results = raw.get("results", [])
+    if results:
+        args.rounds = 1 + max(r["round"] for r in results)
+    args.duration = raw.get("duration", args.duration)
+    args.warmup = raw.get("warmup", args.warmup)
     table = summarize(results)
-    report = write_report(args, table, syscalls, memory, workers, command, h2h,
-                          control, timers)
-    if args.mode == "full":
+    judged = {k: raw.get(k) for k in ("udp", "churn", "bulk", "scale")}
+    report = write_report(args, table, raw.get("syscalls", []), raw.get("memory", []),
+                          raw.get("workers", []), command, raw.get("head_to_head", []),
+                          raw.get("control", []), raw.get("timers", []), judged,
+                          raw.get("stage_seconds", {}))
+    if args.mode == "full" and table:
         png = ROOT / "docs" / "benchmarks.png"
+        if args.out:  # a trial report does not touch docs/
+            png = Path(args.out).with_suffix(".png")
         if plot(table, png):
-            report += "\n![messages/s and server CPU per message](benchmarks.png)\n"
+            report += f"\n![messages/s and server CPU per message]({png.name})\n"
     out = Path(args.out or (ROOT / "docs" / "BENCHMARKS.md" if args.mode == "full"
                             else RESULTS / "quick.md"))
     write_between_markers(out, report)
