@@ -9,12 +9,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
-use log::warn;
+use log::{info, warn};
 use mio::event::Event;
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
 
 mod batch;
+mod gso;
 mod guard;
 
 use crate::shared::{RateLimit, Shared};
@@ -28,21 +29,40 @@ use guard::check_source;
 /// full batches).
 pub const DATAGRAMS_PER_TURN: usize = 64;
 
+/// Whether replies on a socket may use UDP GSO (see [`gso`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gso {
+    /// The kernel knows `UDP_SEGMENT` and has not refused it on this socket.
+    On,
+    /// The kernel lacks `UDP_SEGMENT`, or refused a GSO send on this socket
+    /// (once refused, never tried again): one datagram per message.
+    Off,
+}
+
 /// One bound UDP socket and its readiness.
 #[derive(Debug)]
 pub struct UdpEndpoint {
     socket: UdpSocket,
     local: SocketAddr,
     readable: bool,
+    gso: Gso,
 }
 
 impl UdpEndpoint {
     /// Wraps a bound, non-blocking socket whose address is `local`.
+    /// Replies use GSO if the kernel knows `UDP_SEGMENT`.
     pub fn new(socket: UdpSocket, local: SocketAddr) -> Self {
+        let gso = if batch::gso_supported(socket.as_raw_fd()) {
+            Gso::On
+        } else {
+            info!("udp {local}: the kernel has no UDP GSO (UDP_SEGMENT); one reply per message");
+            Gso::Off
+        };
         UdpEndpoint {
             socket,
             local,
             readable: false,
+            gso,
         }
     }
 
@@ -65,7 +85,8 @@ impl UdpEndpoint {
     }
 
     /// Echoes up to [`DATAGRAMS_PER_TURN`] datagrams, a [`Batch`] at a time
-    /// (one `recvmmsg` and one `sendmmsg` each). Returns true if the socket
+    /// (one `recvmmsg` and one `sendmmsg` each; replies to one peer share a
+    /// GSO message where they can). Returns true if the socket
     /// may still hold some (serve it again before sleeping).
     pub fn serve(
         &mut self,
@@ -136,7 +157,15 @@ impl UdpEndpoint {
                 replies[count] = i;
                 count += 1;
             }
-            let sent = batch.send(fd, &replies[..count]);
+            let sent = batch.send(fd, &replies[..count], self.gso == Gso::On);
+            if let Some(errno) = sent.gso_refused {
+                self.gso = Gso::Off;
+                info!(
+                    "udp {}: the kernel refused a UDP GSO send ({}); one reply per message from now on",
+                    self.local,
+                    io::Error::from_raw_os_error(errno)
+                );
+            }
             shared.stats.datagrams_out += sent.datagrams;
             shared.stats.bytes_out += sent.bytes;
             shared.stats.udp_reply_dropped += sent.dropped;
