@@ -424,10 +424,6 @@ impl Connection {
                 // of timed connections does not move.
                 return (next, Timed::Same);
             }
-        } else if self.flags.is_steady(shared.pool.steady() | Flags::BULK) {
-            if let Some(next) = self.echo_splice(shared) {
-                return (next, Timed::Same);
-            }
         }
         let was_timed = self.is_timed();
         let next = self.drive_general(shared);
@@ -449,6 +445,11 @@ impl Connection {
     /// connection once sockperf and PROXY code had grown this path).
     #[inline(never)]
     fn drive_general(&mut self, shared: &mut Shared) -> Next {
+        if self.flags.is_steady(shared.pool.steady() | Flags::BULK) {
+            if let Some(next) = self.echo_splice(shared) {
+                return next;
+            }
+        }
         let mut budget = READ_BUDGET;
         loop {
             if self.flags.has(Flags::OWED) {
