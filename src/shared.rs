@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::clock::TurnClock;
 use crate::connection::queue::ChunkPool;
 use crate::stats::Stats;
+use crate::sys::SplicePipe;
 
 /// Warn lines of one kind per second at most; the rest are counted.
 const WARN_INTERVAL: Duration = Duration::from_secs(1);
@@ -78,6 +79,11 @@ pub struct Shared {
     pub banner_after_proxy: Option<Arc<[u8]>>,
     /// Warn lines about PROXY headers rejected, late or untrusted.
     pub proxy_log: RateLimit,
+    /// Plain echo only: the loop's pipe for echoing bulk streams with
+    /// `splice(2)` (see `Connection::echo_splice`). Empty between events.
+    /// `None` when the mode never echoes plainly, or the pipe could not be
+    /// made (or the kernel refused to splice): reads and writes then.
+    pub splice: Option<SplicePipe>,
 }
 
 #[cfg(test)]

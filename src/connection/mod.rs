@@ -51,6 +51,16 @@ pub const READ_BUDGET: usize = 256 * 1024;
 /// over their share add at most 1,000 x (16 + 16) KiB to the budget.
 pub const GUARANTEED_SHARE: usize = crate::memory::CHUNK_SIZE;
 
+/// A read of at least this many bytes makes a plain echo connection a bulk
+/// stream ([`Flags::BULK`]): its echo then splices instead of reading and
+/// writing; an event that moves less turns it back.
+pub const BULK_MIN: usize = 64 * 1024;
+
+/// A bulk stream whose event moved less than this turns back to reads and
+/// writes: below it, the splice that finds the socket drained costs more
+/// than the copies saved.
+pub const BULK_EXIT: usize = 16 * 1024;
+
 /// `--proxy-protocol`: how long a connection may take to send its whole
 /// PROXY header (the contract's 5 s). A proxy sends the header in its first
 /// packet, so only a stalled or hostile peer needs more.
@@ -244,11 +254,17 @@ impl Flags {
     const ENDING: u8 = 1 << 5;
     /// Framed mode or `--once`: every read is looked at, none just echoed.
     const NOT_PLAIN_ECHO: u8 = 1 << 6;
+    /// A bulk stream: a read brought at least [`BULK_MIN`] bytes, so the
+    /// steady echo moves its bytes with `splice(2)` through the loop's pipe
+    /// ([`Connection::echo_splice`]) until an event brings less. Set only
+    /// on plain echo (never with `NOT_PLAIN_ECHO`).
+    const BULK: u8 = 1 << 7;
     /// The steady echo: readable, writable, and none of the others.
     const STEADY: u8 = Flags::READABLE | Flags::WRITABLE;
-    /// A value no connection's flags take (bit 7 is never set): what
+    /// A value no connection's flags take (`BULK` is never set with
+    /// `NOT_PLAIN_ECHO`), with or without `BULK` added: what
     /// [`Flags::is_steady`] compares with while the memory budget is spent.
-    const NEVER: u8 = 1 << 7;
+    const NEVER: u8 = Flags::NOT_PLAIN_ECHO | Flags::BULK;
 
     #[inline(always)]
     fn has(self, bit: u8) -> bool {
@@ -525,6 +541,11 @@ impl Connection {
     /// connection once sockperf and PROXY code had grown this path).
     #[inline(never)]
     fn drive_general(&mut self, shared: &mut Shared) -> Next {
+        if self.flags.is_steady(shared.pool.steady() | Flags::BULK) {
+            if let Some(next) = self.echo_splice(shared) {
+                return next;
+            }
+        }
         let mut budget = READ_BUDGET;
         loop {
             if self.flags.has(Flags::OWED) {
@@ -581,6 +602,9 @@ impl Connection {
             self.queue_rest(&[input], written, &mut shared.pool, shared.queue_limit);
             return None;
         }
+        if n >= BULK_MIN {
+            self.flags.set(Flags::BULK);
+        }
         // Still readable only after a full buffer: more may be waiting, but
         // its budget (one full read) is spent, so it is served again after
         // the others.
@@ -589,6 +613,117 @@ impl Connection {
         } else {
             Next::Wait
         })
+    }
+
+    /// The steady echo of a bulk stream: socket -> the loop's pipe ->
+    /// socket with `splice(2)`, so the bytes never cross into user space
+    /// (two copies fewer per byte than a read and a write). Repeats until
+    /// the socket says WouldBlock or the turn's budget ([`READ_BUDGET`]) is
+    /// spent: a short splice does not prove the socket drained, since the
+    /// pipe can run out of slots before bytes.
+    ///
+    /// What the socket does not take is read back out of the pipe into the
+    /// queue, charged to the memory budget as any remainder, so the pipe is
+    /// empty whenever this returns. `None` hands what is left (end of
+    /// stream, bytes queued, a splice the kernel refuses, an event that
+    /// moved less than [`BULK_MIN`]) to the general path, which reads and
+    /// writes.
+    #[inline(never)]
+    fn echo_splice(&mut self, shared: &mut Shared) -> Option<Next> {
+        let Some(pipe) = shared.splice.as_ref() else {
+            self.flags.clear(Flags::BULK);
+            return None;
+        };
+        let fd = self.raw_fd();
+        let len = pipe.capacity().min(shared.read_buf.len());
+        let mut moved = 0;
+        loop {
+            let n = match pipe.fill_from(fd, len) {
+                Ok(0) => {
+                    // The peer's FIN.
+                    self.flags.clear(Flags::READABLE);
+                    self.on_eof();
+                    return None;
+                }
+                Ok(n) => n,
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => {
+                        self.flags.clear(Flags::READABLE);
+                        break;
+                    }
+                    io::ErrorKind::Interrupted => continue,
+                    // Not spliceable (or a real error, which the read
+                    // the general path makes next will report).
+                    _ => {
+                        self.flags.clear(Flags::BULK);
+                        return None;
+                    }
+                },
+            };
+            shared.stats.bytes_in += n as u64;
+            if shared.track_idle {
+                self.last_active = shared.clock.now();
+            }
+            let mut sent = 0;
+            while sent < n {
+                match pipe.drain_to(fd, n - sent) {
+                    Ok(m) => {
+                        sent += m;
+                        shared.stats.bytes_out += m as u64;
+                        if sent < n {
+                            // A short write: the socket is full.
+                            self.flags.clear(Flags::WRITABLE);
+                            break;
+                        }
+                    }
+                    Err(e) => match e.kind() {
+                        io::ErrorKind::WouldBlock => {
+                            self.flags.clear(Flags::WRITABLE);
+                            break;
+                        }
+                        io::ErrorKind::Interrupted => {}
+                        _ => {
+                            if discard(pipe, &mut shared.read_buf, n - sent).is_err() {
+                                // Bytes may be left in it: no one may use it.
+                                shared.splice = None;
+                            }
+                            return Some(self.fail(e));
+                        }
+                    },
+                }
+            }
+            if sent < n {
+                // Back out of the pipe into the queue: the general path
+                // flushes it when the socket has room.
+                let rest = &mut shared.read_buf[..n - sent];
+                if let Err(e) = read_all(pipe, rest) {
+                    // Cannot happen (the bytes are in the pipe), but if it
+                    // did, this stream has lost bytes and the pipe may hold
+                    // some: end both.
+                    shared.splice = None;
+                    return Some(self.fail(e));
+                }
+                self.queue_rest(&[rest], 0, &mut shared.pool, shared.queue_limit);
+                return None;
+            }
+            moved += n;
+            if moved >= READ_BUDGET {
+                return Some(Next::Again);
+            }
+        }
+        if moved < BULK_EXIT {
+            self.flags.clear(Flags::BULK);
+        }
+        Some(Next::Wait)
+    }
+
+    /// The socket's descriptor, for `splice(2)`.
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match &self.stream {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
     }
 
     /// Outside `Open`: tells the state machine once nothing is owed, sends
@@ -991,6 +1126,35 @@ impl Connection {
     pub fn queued(&self) -> usize {
         self.queue.len()
     }
+}
+
+/// Reads exactly `buf.len()` bytes out of the splice pipe, which holds at
+/// least that many (a pipe read of bytes already in it never blocks).
+#[cold]
+fn read_all(pipe: &crate::sys::SplicePipe, buf: &mut [u8]) -> io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        match pipe.read(&mut buf[got..]) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Empties the splice pipe of the `len` bytes a failed connection left in
+/// it, so the next connection does not echo them. An error means bytes may
+/// be left: the caller must give up the pipe.
+#[cold]
+fn discard(pipe: &crate::sys::SplicePipe, buf: &mut [u8], mut len: usize) -> io::Result<()> {
+    while len > 0 {
+        let n = len.min(buf.len());
+        read_all(pipe, &mut buf[..n])?;
+        len -= n;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod common;
 
 mod backpressure;
 mod banner_once;
+mod bulk;
 mod client;
 mod echo_integrity;
 mod embedded;

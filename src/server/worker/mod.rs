@@ -42,6 +42,7 @@ use crate::connection::{Connection, Next, Timed};
 use crate::memory::{MemoryBudget, CHUNK_SIZE};
 use crate::shared::{RateLimit, Shared};
 use crate::stats::{CloseReason, OpenConnections, Stats};
+use crate::sys::SplicePipe;
 use crate::udp::{Batch, UdpEndpoint};
 use timers::idle_tick;
 
@@ -65,6 +66,10 @@ const EVENTS_CAPACITY: usize = 1024;
 /// them only said EAGAIN; 256 KiB never filled and was cheapest. It is one
 /// buffer per worker, and the largest UDP datagram fits whole.
 pub const READ_BUF_SIZE: usize = 256 * 1024;
+
+/// The size of each worker's splice pipe (plain echo of bulk streams, see
+/// `Connection::echo_splice`): at most this much moves per splice.
+const SPLICE_PIPE_SIZE: usize = 256 * 1024;
 
 /// Idle chunks a worker keeps for reuse: 1,024 x 16 KiB = 16 MiB at most
 /// while a burst lasts; after one, [`timers`] keeps fewer.
@@ -166,6 +171,13 @@ impl Worker {
         budget: Arc<MemoryBudget>,
     ) -> io::Result<(Worker, Waker)> {
         let poll = Poll::new()?;
+        // Only plain echo over stream sockets splices; a pipe that cannot be
+        // made just means reads and writes.
+        let plain_streams =
+            config.mode == Mode::Echo && !config.once && !sockets.listeners.is_empty();
+        let splice = plain_streams
+            .then(|| SplicePipe::new(SPLICE_PIPE_SIZE).ok())
+            .flatten();
         let mut entries = Slab::with_capacity(
             config.max_connections + sockets.listeners.len() + sockets.udp.len(),
         );
@@ -204,6 +216,7 @@ impl Worker {
                 bad_frame_log: RateLimit::new(),
                 banner_after_proxy: config.banner.clone().filter(|_| config.proxy_protocol),
                 proxy_log: RateLimit::new(),
+                splice,
             },
             config,
             ready: Vec::new(),
