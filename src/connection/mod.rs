@@ -662,7 +662,7 @@ impl Connection {
             };
             shared.stats.bytes_in += n as u64;
             if shared.track_idle {
-                self.last_active = shared.clock.now();
+                self.last_active = shared.clock.tick();
             }
             let mut sent = 0;
             while sent < n {
