@@ -468,21 +468,3 @@ impl Worker {
         self.doomed = doomed;
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Memory per idle connection is the slab slot plus nothing else (no
-    /// buffer until data is queued); keep the slot small.
-    #[test]
-    fn an_idle_connection_fits_in_a_small_slab_slot() {
-        // A slab slot is the entry enum plus the slab's own tag.
-        let slot = std::mem::size_of::<Option<Entry>>() + std::mem::size_of::<usize>();
-        eprintln!(
-            "Connection = {} bytes, slab slot = {slot} bytes",
-            std::mem::size_of::<Connection>()
-        );
-        assert!(slot <= 256, "slab slot grew to {slot} bytes");
-    }
-}
