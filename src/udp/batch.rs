@@ -55,6 +55,35 @@ impl Default for Batch {
     }
 }
 
+/// A datagram's source as the reply plan compares it: the first 32 bytes of
+/// its sockaddr (an IPv4 one is 16 bytes, an IPv6 one 28) as four words,
+/// zero past the address's length. Equal keys are equal addresses, and
+/// comparing two is four integer comparisons: comparing the sockaddrs as
+/// byte slices called `memcmp` for every pair the plan looks at, a fifth of
+/// the worker's instructions with 16 peers in a batch (callgrind).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct PeerKey([u64; 4]);
+
+impl PeerKey {
+    /// The key of a sockaddr whose first 32 bytes are `raw` and whose
+    /// length is `len` (bytes at and past `len` do not count).
+    fn new(raw: [u8; 32], len: usize) -> PeerKey {
+        let mut words = [0u64; 4];
+        for (w, word) in words.iter_mut().enumerate() {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&raw[w * 8..w * 8 + 8]);
+            let valid = len.saturating_sub(w * 8).min(8);
+            let mask = if valid == 8 {
+                u64::MAX
+            } else {
+                (1u64 << (8 * valid)) - 1
+            };
+            *word = u64::from_le_bytes(bytes) & mask;
+        }
+        PeerKey(words)
+    }
+}
+
 /// What one [`Batch::send`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Sent {
@@ -130,15 +159,14 @@ impl Batch {
 
     /// Slot `i`'s source address as the kernel wrote it: equal bytes, same
     /// peer.
-    fn name_bytes(&self, i: usize) -> &[u8] {
+    /// Slot `i`'s source as the reply plan compares it (see [`PeerKey`]).
+    fn peer_key(&self, i: usize) -> PeerKey {
         let len = (self.name_lens[i] as usize).min(size_of::<libc::sockaddr_storage>());
-        // SAFETY: names[i] is plain old data of at least `len` bytes.
-        unsafe {
-            std::slice::from_raw_parts(
-                (&self.names[i] as *const libc::sockaddr_storage).cast(),
-                len,
-            )
-        }
+        // SAFETY: names[i] is plain old data of 128 bytes; the first 32 are read.
+        let raw: [u8; 32] = unsafe {
+            std::ptr::read_unaligned((&self.names[i] as *const libc::sockaddr_storage).cast())
+        };
+        PeerKey::new(raw, len)
     }
 
     /// Sends each slot in `slots` back to where it came from, with as few
@@ -153,9 +181,9 @@ impl Batch {
     /// [`Sent::gso_refused`] says why.
     pub fn send(&mut self, fd: RawFd, slots: &[usize], gso: bool) -> Sent {
         let k = slots.len().min(BATCH);
-        let mut peers: [(&[u8], usize); BATCH] = [(&[], 0); BATCH];
+        let mut peers = [(PeerKey::default(), 0); BATCH];
         for (p, &i) in peers.iter_mut().zip(slots) {
-            *p = (self.name_bytes(i), self.lens[i]);
+            *p = (self.peer_key(i), self.lens[i]);
         }
         let mut plan = Plan::default();
         plan::plan(&peers[..k], if gso { MAX_SEGMENT } else { 0 }, &mut plan);
@@ -312,6 +340,30 @@ pub fn gso_supported(fd: RawFd) -> bool {
 mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
+
+    /// Bytes past an address's length never make two keys differ, and
+    /// every byte within it does (the last word of an IPv6 sockaddr is half
+    /// address, half stale).
+    #[test]
+    fn a_peer_key_counts_exactly_the_address_bytes() {
+        for len in [16usize, 28] {
+            let base: [u8; 32] = std::array::from_fn(|b| b as u8);
+            let mut stale = base;
+            for b in &mut stale[len..] {
+                *b ^= 0xff;
+            }
+            assert_eq!(PeerKey::new(base, len), PeerKey::new(stale, len));
+            for b in 0..len {
+                let mut other = base;
+                other[b] ^= 1;
+                assert_ne!(
+                    PeerKey::new(base, len),
+                    PeerKey::new(other, len),
+                    "byte {b}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_burst_comes_back_in_one_call_each_way() {
