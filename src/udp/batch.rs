@@ -453,24 +453,8 @@ mod tests {
     fn without_gso_every_reply_is_a_message() {
         let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         server.set_nonblocking(true).unwrap();
-        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        client
-            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .unwrap();
-        for tag in 0..4u8 {
-            client
-                .send_to(&[tag; 32], server.local_addr().unwrap())
-                .unwrap();
-        }
-        let mut batch = Batch::default();
-        assert_eq!(batch.recv(server.as_raw_fd()).unwrap(), 4);
-        let sent = batch.send(server.as_raw_fd(), &[0, 1, 2, 3], false);
+        let sent = echo_tagged(&server, 4, 32, false);
         assert_eq!((sent.datagrams, sent.messages), (4, 4));
-        let mut buf = [0u8; 64];
-        for tag in 0..4u8 {
-            assert_eq!(client.recv(&mut buf).unwrap(), 32);
-            assert_eq!(buf[0], tag);
-        }
     }
 
     #[test]
@@ -494,24 +478,33 @@ mod tests {
             )
         };
         assert_eq!(r, 0, "{}", io::Error::last_os_error());
+        let sent = echo_tagged(&server, 5, 48, true);
+        assert_eq!(sent.gso_refused, Some(libc::EINVAL));
+        assert_eq!((sent.datagrams, sent.messages, sent.dropped), (5, 5, 0));
+    }
+
+    /// From a fresh client, `count` datagrams of `len` bytes, each filled
+    /// with its index, to `server`; read as one batch and answered (with
+    /// `gso` as given); every reply checked whole and in order.
+    fn echo_tagged(server: &std::net::UdpSocket, count: u8, len: usize, gso: bool) -> Sent {
         let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         client
             .set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .unwrap();
-        for tag in 0..5u8 {
+        for tag in 0..count {
             client
-                .send_to(&[tag; 48], server.local_addr().unwrap())
+                .send_to(&vec![tag; len], server.local_addr().unwrap())
                 .unwrap();
         }
         let mut batch = Batch::default();
-        assert_eq!(batch.recv(server.as_raw_fd()).unwrap(), 5);
-        let sent = batch.send(server.as_raw_fd(), &[0, 1, 2, 3, 4], true);
-        assert_eq!(sent.gso_refused, Some(libc::EINVAL));
-        assert_eq!((sent.datagrams, sent.messages, sent.dropped), (5, 5, 0));
-        let mut buf = [0u8; 64];
-        for tag in 0..5u8 {
-            assert_eq!(client.recv(&mut buf).unwrap(), 48);
-            assert_eq!(buf[0], tag);
+        assert_eq!(batch.recv(server.as_raw_fd()).unwrap(), usize::from(count));
+        let slots: Vec<usize> = (0..usize::from(count)).collect();
+        let sent = batch.send(server.as_raw_fd(), &slots, gso);
+        let mut buf = vec![0u8; len + 1];
+        for tag in 0..count {
+            assert_eq!(client.recv(&mut buf).unwrap(), len);
+            assert_eq!(buf[..len], vec![tag; len][..], "reply {tag}");
         }
+        sent
     }
 }

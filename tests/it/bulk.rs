@@ -122,61 +122,46 @@ fn assert_all_echoed(d: &mut Daemon, conns: u64, total: u64) {
     assert_eq!(common::stat(&stats, "errors"), 0, "{stats}");
 }
 
+/// A daemon started with `args` streams `total` bytes back to each of
+/// `conns` TCP connections, in `msg`-byte writes, every byte checked; then
+/// its counters say every byte came back and every connection ended by FIN.
+fn tcp_streams(args: &[&str], conns: u64, total: u64, msg: usize, reader: Reader) {
+    let _heavy = common::heavy();
+    let mut d = Daemon::start(args);
+    run_clients(conns as usize, || tcp_ends(d.connect()), total, msg, reader);
+    assert_all_echoed(&mut d, conns, total);
+}
+
 #[test]
 fn one_connection_streams_64_kib_messages_whole() {
-    let _heavy = common::heavy();
-    let mut d = Daemon::start(&[]);
-    let total = 16 * 1024 * 1024;
-    run_clients(1, || tcp_ends(d.connect()), total, MSG, Reader::Eager);
-    assert_all_echoed(&mut d, 1, total);
+    tcp_streams(&[], 1, 16 * 1024 * 1024, MSG, Reader::Eager);
 }
 
 #[test]
 fn eight_connections_stream_64_kib_messages_whole() {
-    let _heavy = common::heavy();
-    let mut d = Daemon::start(&[]);
-    let total = 4 * 1024 * 1024;
-    run_clients(8, || tcp_ends(d.connect()), total, MSG, Reader::Eager);
-    assert_all_echoed(&mut d, 8, total);
+    tcp_streams(&[], 8, 4 * 1024 * 1024, MSG, Reader::Eager);
 }
 
 /// A slow reader: the daemon's sends come up short, so the rest of a splice
 /// goes from the pipe into the queue, and the stream goes on from there.
 #[test]
 fn a_slow_reader_gets_every_byte_through_the_queue() {
-    let _heavy = common::heavy();
-    let mut d = Daemon::start(&[]);
-    let total = 6 * 1024 * 1024 + 12_345;
-    run_clients(1, || tcp_ends(d.connect()), total, MSG, Reader::Slow);
-    assert_all_echoed(&mut d, 1, total);
+    tcp_streams(&[], 1, 6 * 1024 * 1024 + 12_345, MSG, Reader::Slow);
 }
 
 /// Slow readers on 8 connections, with a small queue limit: reading pauses
 /// and resumes while splices are cut short.
 #[test]
 fn slow_readers_with_a_small_queue_limit_get_every_byte() {
-    let _heavy = common::heavy();
-    let mut d = Daemon::start(&["--queue-limit", "131072"]);
-    let total = 2 * 1024 * 1024 + 777;
-    run_clients(8, || tcp_ends(d.connect()), total, MSG, Reader::Slow);
-    assert_all_echoed(&mut d, 8, total);
+    let args = ["--queue-limit", "131072"];
+    tcp_streams(&args, 8, 2 * 1024 * 1024 + 777, MSG, Reader::Slow);
 }
 
 /// Messages larger than the daemon's pipe and read buffer, and a length
 /// that leaves a partial message before the FIN.
 #[test]
 fn one_megabyte_messages_and_a_ragged_end_come_back_whole() {
-    let _heavy = common::heavy();
-    let mut d = Daemon::start(&[]);
-    let total = 9 * 1024 * 1024 + 4_321;
-    run_clients(
-        2,
-        || tcp_ends(d.connect()),
-        total,
-        1024 * 1024,
-        Reader::Eager,
-    );
-    assert_all_echoed(&mut d, 2, total);
+    tcp_streams(&[], 2, 9 * 1024 * 1024 + 4_321, 1024 * 1024, Reader::Eager);
 }
 
 /// A stream that turns from bulk to small messages and back on one
