@@ -5,10 +5,12 @@
 //! or half-closes in the middle of the stream; over TCP and unix sockets.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::thread;
 use std::time::Duration;
+
+use echod_common::stream::{StdStream, Stream};
 
 use crate::common::{self, Daemon, Pattern};
 
@@ -33,26 +35,21 @@ struct Ends {
     close_write: Box<dyn FnOnce() + Send>,
 }
 
-fn tcp_ends(s: TcpStream) -> Ends {
+/// A connected stream's three ends (std's clones of one socket).
+fn ends(s: StdStream) -> Ends {
     let w = s.try_clone().expect("clone");
     let closer = s.try_clone().expect("clone");
     Ends {
         read: Box::new(s),
         write: Box::new(w),
-        close_write: Box::new(move || closer.shutdown(Shutdown::Write).expect("shutdown")),
+        close_write: Box::new(move || closer.shutdown_write().expect("shutdown")),
     }
 }
 
 fn unix_ends(path: &std::path::Path) -> Ends {
     let s = UnixStream::connect(path).expect("connect unix");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let w = s.try_clone().expect("clone");
-    let closer = s.try_clone().expect("clone");
-    Ends {
-        read: Box::new(s),
-        write: Box::new(w),
-        close_write: Box::new(move || closer.shutdown(Shutdown::Write).expect("shutdown")),
-    }
+    ends(Stream::Unix(s))
 }
 
 /// Streams `total` pattern bytes in `msg`-byte writes on `ends`, sends
@@ -128,7 +125,13 @@ fn assert_all_echoed(d: &mut Daemon, conns: u64, total: u64) {
 fn tcp_streams(args: &[&str], conns: u64, total: u64, msg: usize, reader: Reader) {
     let _heavy = common::heavy();
     let mut d = Daemon::start(args);
-    run_clients(conns as usize, || tcp_ends(d.connect()), total, msg, reader);
+    run_clients(
+        conns as usize,
+        || ends(Stream::Tcp(d.connect())),
+        total,
+        msg,
+        reader,
+    );
     assert_all_echoed(&mut d, conns, total);
 }
 
