@@ -550,18 +550,9 @@ def later_sections(w, syscalls, memory, workers, timers, verdicts):
           f"bench runs (connection setup included), {rounds} per server in a rotating order; "
           "`c-epoll-twin` is a second copy of the C server. Median (min-max) over the runs; "
           "the breakdown gives each syscall's median per message.\n")
-        w("| server | messages (median) | syscalls/msg | breakdown |")
-        w("|---|---:|---|---|")
-        for name in dict.fromkeys(r["server"] for r in syscalls):
-            runs = [r for r in syscalls if r["server"] == name]
-            per_msg = [r["per_msg"] for r in runs]
-            calls = sorted({c for r in runs for c in r["counts"]},
-                           key=lambda c: (-sum(r["counts"].get(c, 0) for r in runs), c))
-            breakdown = ", ".join(
-                f"{c} {med([r['counts'].get(c, 0) / r['messages'] for r in runs]):.3f}"
-                for c in calls)
-            w(f"| {name} | {med([r['messages'] for r in runs]):,.0f} | {med(per_msg):.3f} "
-              f"({min(per_msg):.3f}-{max(per_msg):.3f}) | {breakdown} |")
+        # Runs saved before the judged stages counted per message only.
+        judge.syscall_table(w, [{"units": r["messages"], "per_unit": r["per_msg"], **r}
+                                for r in syscalls], "message")
     if memory:
         w("\n## Memory per idle connection (10,000 connections, `echod-bench --idle`)\n")
         w("RSS growth of the server process while 10,000 idle connections are open, divided by "
