@@ -19,6 +19,7 @@
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
@@ -634,7 +635,7 @@ impl Connection {
             self.flags.clear(Flags::BULK);
             return None;
         };
-        let fd = self.raw_fd();
+        let fd = self.stream.as_raw_fd();
         let len = pipe.capacity().min(shared.read_buf.len());
         let mut moved = 0;
         loop {
@@ -715,15 +716,6 @@ impl Connection {
             self.flags.clear(Flags::BULK);
         }
         Some(Next::Wait)
-    }
-
-    /// The socket's descriptor, for `splice(2)`.
-    fn raw_fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsRawFd;
-        match &self.stream {
-            Stream::Tcp(s) => s.as_raw_fd(),
-            Stream::Unix(s) => s.as_raw_fd(),
-        }
     }
 
     /// Outside `Open`: tells the state machine once nothing is owed, sends

@@ -14,7 +14,7 @@ use log::info;
 use mio::net::{TcpListener, UdpSocket, UnixListener};
 
 use super::activation::{Inherited, InheritedSocket};
-use super::listener::{self, BindError, Listener};
+use super::listener::{self, Accepted, BindError, Listener};
 use super::ServerError;
 use crate::config::Config;
 use crate::udp::UdpEndpoint;
@@ -147,7 +147,7 @@ fn share_inherited(socket: InheritedSocket, bound: &mut Bound) -> Result<(), Ser
             for (worker, l) in workers.zip(duplicates(first, n, |l| l.try_clone())?) {
                 worker
                     .listeners
-                    .push(Listener::Tcp(TcpListener::from_std(l)));
+                    .push(Listener::Tcp(TcpListener::from_std(l), Accepted::AsIs));
             }
             bound.listen.push(endpoint.clone());
             "tcp"

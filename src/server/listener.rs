@@ -158,20 +158,29 @@ pub fn probe_inet(addr: SocketAddr, udp: bool) -> Result<SocketAddr, BindError> 
 /// A bound TCP or unix listening socket.
 #[derive(Debug)]
 pub enum Listener {
-    /// A TCP listener echod bound itself ([`Listener::bind_tcp`]), with
-    /// TCP_NODELAY set before listen(2): every socket it accepts has it.
-    TcpNoDelay(TcpListener),
-    /// A TCP listener from elsewhere (socket activation): what it accepts
-    /// needs TCP_NODELAY set per socket.
-    Tcp(TcpListener),
+    Tcp(TcpListener, Accepted),
     Unix(UnixListener, PathBuf),
+}
+
+/// What the sockets a TCP listener accepts come with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// TCP_NODELAY, set on the listener before listen(2): a listener echod
+    /// bound itself ([`Listener::bind_tcp`]).
+    NoDelay,
+    /// Nothing promised: a listener from elsewhere (socket activation);
+    /// TCP_NODELAY is set per socket.
+    AsIs,
 }
 
 impl Listener {
     /// Binds a TCP listener; `reuse_port` for multi-worker setups.
     pub fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> Result<Listener, BindError> {
         let socket = inet_socket(addr, false, reuse_port)?;
-        Ok(Listener::TcpNoDelay(TcpListener::from_std(socket.into())))
+        Ok(Listener::Tcp(
+            TcpListener::from_std(socket.into()),
+            Accepted::NoDelay,
+        ))
     }
 
     /// Binds a unix listener at `path`, replacing a stale socket file that
@@ -208,7 +217,7 @@ impl Listener {
     /// SO_REUSEPORT; extra workers share the one queue).
     pub fn try_clone_unix(&self) -> io::Result<Option<Listener>> {
         match self {
-            Listener::Tcp(_) | Listener::TcpNoDelay(_) => Ok(None),
+            Listener::Tcp(..) => Ok(None),
             Listener::Unix(l, path) => {
                 let fd = dup_listener(l)?;
                 Ok(Some(Listener::Unix(
@@ -222,7 +231,7 @@ impl Listener {
     /// A TCP listener's address, port 0 resolved.
     pub fn local_inet(&self) -> io::Result<SocketAddr> {
         match self {
-            Listener::Tcp(l) | Listener::TcpNoDelay(l) => l.local_addr(),
+            Listener::Tcp(l, _) => l.local_addr(),
             Listener::Unix(..) => Err(io::Error::other("a unix listener has no inet address")),
         }
     }
@@ -232,13 +241,13 @@ impl Listener {
     /// each connection it keeps ([`Stream::set_nodelay`]).
     #[inline]
     pub fn passes_nodelay(&self) -> bool {
-        !matches!(self, Listener::Tcp(_))
+        !matches!(self, Listener::Tcp(_, Accepted::AsIs))
     }
 
     /// Accepts one connection (non-blocking); WouldBlock when none is pending.
     pub fn accept(&self) -> io::Result<(Stream, Peer)> {
         match self {
-            Listener::Tcp(l) | Listener::TcpNoDelay(l) => {
+            Listener::Tcp(l, _) => {
                 let (s, addr) = l.accept()?;
                 Ok((Stream::Tcp(s), Peer::Inet(addr)))
             }
@@ -253,7 +262,7 @@ impl Listener {
     pub fn socket_inode(&self) -> Option<u64> {
         match self {
             Listener::Unix(_, path) => std::fs::metadata(path).ok().map(|m| m.ino()),
-            Listener::Tcp(_) | Listener::TcpNoDelay(_) => None,
+            Listener::Tcp(..) => None,
         }
     }
 }
@@ -267,19 +276,19 @@ fn dup_listener(l: &UnixListener) -> io::Result<std::os::unix::net::UnixListener
 impl Source for Listener {
     fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
         match self {
-            Listener::Tcp(l) | Listener::TcpNoDelay(l) => l.register(r, t, i),
+            Listener::Tcp(l, _) => l.register(r, t, i),
             Listener::Unix(l, _) => l.register(r, t, i),
         }
     }
     fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
         match self {
-            Listener::Tcp(l) | Listener::TcpNoDelay(l) => l.reregister(r, t, i),
+            Listener::Tcp(l, _) => l.reregister(r, t, i),
             Listener::Unix(l, _) => l.reregister(r, t, i),
         }
     }
     fn deregister(&mut self, r: &Registry) -> io::Result<()> {
         match self {
-            Listener::Tcp(l) | Listener::TcpNoDelay(l) => l.deregister(r),
+            Listener::Tcp(l, _) => l.deregister(r),
             Listener::Unix(l, _) => l.deregister(r),
         }
     }
@@ -330,7 +339,7 @@ mod tests {
     #[test]
     fn an_inherited_tcp_listener_asks_for_nodelay_per_socket() {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let listener = Listener::Tcp(TcpListener::from_std(std_listener));
+        let listener = Listener::Tcp(TcpListener::from_std(std_listener), Accepted::AsIs);
         assert!(!listener.passes_nodelay());
     }
 }
